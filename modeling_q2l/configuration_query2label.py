@@ -1,0 +1,175 @@
+"""Query2Label configuration.
+
+This file is saved next to the weights for `trust_remote_code`: it imports only transformers and
+its flat siblings, never this package absolutely.
+"""
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+# Written into every saved config so that the Auto classes find our code next to the weights.
+QUERY2LABEL_AUTO_MAP = {
+    "AutoConfig": "configuration_query2label.Query2LabelConfig",
+    "AutoModel": "modeling_query2label.Query2LabelModel",
+    "AutoModelForImageClassification": "modeling_query2label.Query2LabelForMultiLabelClassification",
+    "AutoImageProcessor": "image_processing_query2label.Query2LabelImageProcessor",
+}
+
+_ACTIVATIONS = ("relu", "gelu", "glu", "silu")
+
+
+class Query2LabelConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Query2Label model (Liu et al., 2021, "Query2Label: A Simple Transformer Way to Multi-Label
+    Classification"): a vision backbone, a DETR-style transformer in which one learnable query per label
+    cross-attends to the backbone's last feature map, and a per-label linear classifier.
+
+    The defaults reproduce the official Q2L-R101-448 model (hidden size 2048 without input projection, 1 encoder
+    and 2 decoder layers, 4 heads, feed-forward 8192, post-norm, no decoder self-attention) and the official ASL
+    training loss (gamma_neg 2, gamma_pos 0, no clip, eps 1e-5).
+
+    Backbone:
+        backbone (`str`, *optional*, defaults to `"resnet101"`):
+            Name of a timm architecture. The model uses its last feature map (`features_only=True`,
+            `out_indices=(-1,)` unless `backbone_kwargs` says otherwise). Ignored when `backbone_config` is set.
+            The backbone is built with random weights; load pretrained weights with
+            `modeling_q2l.pretrained_backbones.load_backbone_weights`.
+        backbone_kwargs (`dict`, *optional*):
+            Extra keyword arguments for `timm.create_model`, for instance `{"output_stride": 16}` for a denser
+            feature map or `{"out_indices": [3]}` for an earlier stage.
+        backbone_config (`dict` or `PreTrainedConfig`, *optional*):
+            A transformers backbone configuration (ResNet, ConvNeXt, Swin, CvT, ...) built with `AutoBackbone`.
+            Its last `out_features` stage feeds the transformer. Takes precedence over `backbone`.
+        freeze_backbone_batch_norm (`bool`, *optional*, defaults to `False`):
+            Replace the backbone's BatchNorm layers by frozen ones (fixed statistics and affine parameters), as the
+            official ResNet backbones do.
+        frozen_backbone_modules (`list[str]`, *optional*):
+            Name prefixes of backbone parameters that are not trained, e.g. `["conv1", "bn1", "layer1"]` as in the
+            official ResNet recipe.
+        num_channels (`int`, *optional*, defaults to 3):
+            Number of input image channels.
+        image_size (`int`, *optional*, defaults to 448):
+            Side of the square training and evaluation resolution (used by the image processor). The model itself
+            accepts any input size: the positional encoding is computed for the actual feature map.
+
+    Transformer head:
+        hidden_size (`int`, *optional*, defaults to 2048):
+            Width of the transformer. Without `use_input_projection` it must equal the backbone's channels.
+        use_input_projection (`bool`, *optional*, defaults to `False`):
+            Insert a 1x1 convolution from the backbone's channels to `hidden_size` (official `keep_input_proj`).
+            Required when they differ.
+        encoder_layers (`int`, *optional*, defaults to 1):
+            Number of transformer encoder layers over the feature map (0 disables the encoder).
+        decoder_layers (`int`, *optional*, defaults to 2):
+            Number of decoder layers in which label queries cross-attend to the encoded features.
+        num_attention_heads (`int`, *optional*, defaults to 4):
+            Attention heads in every attention layer; must divide `hidden_size`.
+        intermediate_size (`int`, *optional*, defaults to 8192):
+            Width of the feed-forward layers (official `dim_feedforward`).
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on residual branches and inside the feed-forward layers.
+        attention_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on attention probabilities (the official model uses `dropout` here too).
+        activation_function (`str`, *optional*, defaults to `"relu"`):
+            Feed-forward activation: `"relu"`, `"gelu"`, `"glu"` or `"silu"`.
+        pre_norm (`bool`, *optional*, defaults to `False`):
+            Pre-norm layers (LayerNorm before each block, plus a final encoder LayerNorm) instead of post-norm.
+        keep_first_decoder_self_attention (`bool`, *optional*, defaults to `False`):
+            Keep self-attention among label queries in the first decoder layer (official `keep_first_self_attn_dec`).
+        keep_other_decoder_self_attention (`bool`, *optional*, defaults to `False`):
+            Keep it in the other decoder layers (official `keep_other_self_attn_dec`).
+        position_embedding_temperature (`float`, *optional*, defaults to 10000.0):
+            Temperature of the 2-D sine positional encoding.
+        label_embedding_init_std (`float`, *optional*, defaults to 1.0):
+            Standard deviation of the label query initialisation (the official model uses N(0, 1)).
+
+    Loss (Asymmetric Loss, Ben-Baruch et al., 2021):
+        asl_gamma_neg (`float`, *optional*, defaults to 2.0):
+            Focusing parameter for negative labels.
+        asl_gamma_pos (`float`, *optional*, defaults to 0.0):
+            Focusing parameter for positive labels.
+        asl_clip (`float`, *optional*, defaults to 0.0):
+            Probability margin `m` that hard-thresholds easy negatives (0 disables it).
+        asl_eps (`float`, *optional*, defaults to 1e-5):
+            Clamp applied before each logarithm.
+        asl_disable_focal_grad (`bool`, *optional*, defaults to `True`):
+            Treat the focusing weight as a constant (no gradient through it).
+
+        The loss returned by the model is the ASL summed over labels and averaged over the images of the batch, so
+        its scale does not depend on the batch size. Labels equal to -1 are unknown and ignored.
+
+    Inherited arguments of note: `id2label` / `label2id` / `num_labels` name the labels, and `problem_type` defaults
+    to `"multi_label_classification"` so that pipelines apply an independent sigmoid to each label.
+
+    Example:
+
+    ```python
+    >>> from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification
+    >>> config = Query2LabelConfig(backbone="resnet50", num_labels=80, image_size=448)
+    >>> model = Query2LabelForMultiLabelClassification(config)
+    ```
+    """
+
+    model_type = "query2label"
+    attribute_map = {"d_model": "hidden_size"}
+
+    backbone: str | None = "resnet101"
+    backbone_kwargs: dict | None = None
+    backbone_config: dict | PreTrainedConfig | None = None
+    freeze_backbone_batch_norm: bool = False
+    frozen_backbone_modules: list | None = None
+    num_channels: int = 3
+    image_size: int = 448
+
+    hidden_size: int = 2048
+    use_input_projection: bool = False
+    encoder_layers: int = 1
+    decoder_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 8192
+    dropout: float | int = 0.1
+    attention_dropout: float | int = 0.1
+    activation_function: str = "relu"
+    pre_norm: bool = False
+    keep_first_decoder_self_attention: bool = False
+    keep_other_decoder_self_attention: bool = False
+    position_embedding_temperature: float | int = 10000.0
+    label_embedding_init_std: float | int = 1.0
+
+    asl_gamma_neg: float | int = 2.0
+    asl_gamma_pos: float | int = 0.0
+    asl_clip: float | int = 0.0
+    asl_eps: float = 1e-5
+    asl_disable_focal_grad: bool = True
+
+    def __post_init__(self, **kwargs: Any):
+        if self.problem_type is None:
+            self.problem_type = "multi_label_classification"
+        if isinstance(self.backbone_config, dict):
+            model_type = self.backbone_config.get("model_type")
+            if model_type not in CONFIG_MAPPING:
+                raise ValueError(
+                    f"backbone_config has model_type={model_type!r}, which transformers does not know; pass a "
+                    "transformers backbone config (ResNetConfig, ConvNextConfig, SwinConfig, CvtConfig, ...)."
+                )
+            self.backbone_config = CONFIG_MAPPING[model_type].from_dict(self.backbone_config)
+        if self.backbone_config is None and not self.backbone:
+            raise ValueError("Query2LabelConfig needs a backbone: a timm name (`backbone`) or a `backbone_config`.")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})."
+            )
+        if self.activation_function not in _ACTIVATIONS:
+            raise ValueError(f"activation_function must be one of {_ACTIVATIONS}, got {self.activation_function!r}.")
+        if self.decoder_layers < 1:
+            raise ValueError("decoder_layers must be at least 1: the label queries are read from the decoder.")
+        auto_map = dict(QUERY2LABEL_AUTO_MAP)
+        auto_map.update(kwargs.pop("auto_map", None) or {})
+        self.auto_map = auto_map
+        super().__post_init__(**kwargs)
+
+
+__all__ = ["Query2LabelConfig"]

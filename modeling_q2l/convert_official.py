@@ -1,0 +1,256 @@
+"""Convert official Query2Label releases (github SlongLiu/query2labels) into Hugging Face model folders.
+
+An official release is a torch pickle holding `state_dict` (keys possibly prefixed `module.`) and the JSON of the
+training command's arguments. The converter builds the matching `Query2LabelConfig`, renames every key (splitting
+`nn.MultiheadAttention`'s packed projections), refuses anything it cannot place, and saves safetensors weights,
+the config, the image processor and the code files.
+"""
+
+import json
+import pickle
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from .labels import COCO_LABELS, resolve_labels
+
+# The official state dict stores its precomputed positional encoding; ours is computed for each input size.
+_RECOMPUTED_KEYS = ("backbone.1.pe",)
+
+
+@dataclass(frozen=True)
+class OfficialBackboneFamily:
+    """How one family of official backbones maps onto a maintained implementation."""
+
+    config_kwargs: Callable[[str], dict]  # official backbone name -> Query2LabelConfig kwargs
+    convert_backbone_state_dict: Callable[[dict, str], dict]  # official backbone tensors -> our backbone tensors
+    official_prefix: str = "backbone.0."
+    image_mean: tuple = (0.485, 0.456, 0.406)
+    image_std: tuple = (0.229, 0.224, 0.225)
+    names: tuple = field(default=())
+
+
+def _resnet_config(name: str) -> dict:
+    # The official ResNets are torchvision's, with frozen BatchNorm and conv1/layer1 not trained.
+    return {
+        "backbone": name,
+        "freeze_backbone_batch_norm": True,
+        "frozen_backbone_modules": ["conv1", "bn1", "layer1"],
+    }
+
+
+def _resnet_state_dict(tensors: dict, name: str) -> dict:
+    # torchvision and timm ResNets share their parameter names.
+    return {_strip(key, "body."): value for key, value in tensors.items()}
+
+
+OFFICIAL_BACKBONES: dict[str, OfficialBackboneFamily] = {}
+
+
+def register_official_backbone(family: OfficialBackboneFamily) -> None:
+    for name in family.names:
+        OFFICIAL_BACKBONES[name] = family
+
+
+register_official_backbone(
+    OfficialBackboneFamily(
+        names=("resnet18", "resnet34", "resnet50", "resnet101"),
+        config_kwargs=_resnet_config,
+        convert_backbone_state_dict=_resnet_state_dict,
+    )
+)
+
+
+def _strip(key: str, prefix: str) -> str:
+    if not key.startswith(prefix):
+        raise KeyError(key)
+    return key[len(prefix) :]
+
+
+def official_family(backbone: str) -> OfficialBackboneFamily:
+    if backbone not in OFFICIAL_BACKBONES:
+        raise ValueError(
+            f"Unknown official backbone {backbone!r}: this converter knows {sorted(OFFICIAL_BACKBONES)}. "
+            "Check the `backbone` entry of the checkpoint's JSON config."
+        )
+    return OFFICIAL_BACKBONES[backbone]
+
+
+def config_from_official_args(args: dict, labels: list[str] | None = None) -> Query2LabelConfig:
+    """The `Query2LabelConfig` of an official model, from its training arguments."""
+    required = ("backbone", "img_size", "hidden_dim", "dim_feedforward", "enc_layers", "dec_layers", "nheads")
+    missing = [name for name in required if name not in args]
+    if missing:
+        raise ValueError(f"The official config lacks {missing}; pass the JSON written by the official training run.")
+    if args.get("position_embedding", "sine") != "sine":
+        raise ValueError(
+            f"position_embedding={args['position_embedding']!r} is not supported: official Q2L models use 'sine'."
+        )
+    num_labels = int(args.get("num_class", 80))
+    if labels is None:
+        if num_labels != len(COCO_LABELS):
+            raise ValueError(
+                f"The checkpoint has {num_labels} labels; COCO's 80 names do not fit. Pass --labels voc or a file "
+                "with one name per line."
+            )
+        labels = list(COCO_LABELS)
+    if len(labels) != num_labels:
+        raise ValueError(f"{len(labels)} label names given but the checkpoint has num_class={num_labels}.")
+    family = official_family(args["backbone"])
+    return Query2LabelConfig(
+        **family.config_kwargs(args["backbone"]),
+        image_size=int(args["img_size"]),
+        hidden_size=int(args["hidden_dim"]),
+        use_input_projection=bool(args.get("keep_input_proj", False)),
+        encoder_layers=int(args["enc_layers"]),
+        decoder_layers=int(args["dec_layers"]),
+        num_attention_heads=int(args["nheads"]),
+        intermediate_size=int(args["dim_feedforward"]),
+        dropout=float(args.get("dropout", 0.1)),
+        attention_dropout=float(args.get("dropout", 0.1)),
+        pre_norm=bool(args.get("pre_norm", False)),
+        keep_first_decoder_self_attention=bool(args.get("keep_first_self_attn_dec", False)),
+        keep_other_decoder_self_attention=bool(args.get("keep_other_self_attn_dec", False)),
+        id2label=dict(enumerate(labels)),
+        label2id={name: index for index, name in enumerate(labels)},
+    )
+
+
+# Official transformer key (DETR naming) -> our key; `{qkv}` marks packed projections to split in three.
+_HEAD_RULES = [
+    (r"transformer\.encoder\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)", r"model.encoder.layers.\1.self_attn.{qkv}_proj.\2"),
+    (r"transformer\.encoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"model.encoder.layers.\1.self_attn.o_proj.\2"),
+    (r"transformer\.encoder\.layers\.(\d+)\.linear1\.(weight|bias)", r"model.encoder.layers.\1.mlp.fc1.\2"),
+    (r"transformer\.encoder\.layers\.(\d+)\.linear2\.(weight|bias)", r"model.encoder.layers.\1.mlp.fc2.\2"),
+    (r"transformer\.encoder\.layers\.(\d+)\.norm1\.(weight|bias)", r"model.encoder.layers.\1.self_attn_layer_norm.\2"),
+    (r"transformer\.encoder\.layers\.(\d+)\.norm2\.(weight|bias)", r"model.encoder.layers.\1.final_layer_norm.\2"),
+    (r"transformer\.encoder\.norm\.(weight|bias)", r"model.encoder.layer_norm.\1"),
+    (r"transformer\.decoder\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)", r"model.decoder.layers.\1.self_attn.{qkv}_proj.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"model.decoder.layers.\1.self_attn.o_proj.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.multihead_attn\.in_proj_(weight|bias)", r"model.decoder.layers.\1.cross_attn.{qkv}_proj.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.multihead_attn\.out_proj\.(weight|bias)", r"model.decoder.layers.\1.cross_attn.o_proj.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.linear1\.(weight|bias)", r"model.decoder.layers.\1.mlp.fc1.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.linear2\.(weight|bias)", r"model.decoder.layers.\1.mlp.fc2.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.norm1\.(weight|bias)", r"model.decoder.layers.\1.self_attn_layer_norm.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.norm2\.(weight|bias)", r"model.decoder.layers.\1.cross_attn_layer_norm.\2"),
+    (r"transformer\.decoder\.layers\.(\d+)\.norm3\.(weight|bias)", r"model.decoder.layers.\1.final_layer_norm.\2"),
+    (r"transformer\.decoder\.norm\.(weight|bias)", r"model.decoder.layer_norm.\1"),
+    (r"query_embed\.weight", r"model.label_embeddings.weight"),
+    (r"input_proj\.(weight|bias)", r"model.input_projection.\1"),
+    (r"fc\.W", r"classifier.weight"),
+    (r"fc\.b", r"classifier.bias"),
+]  # fmt: skip
+
+
+def _convert_head_key(key: str, value: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    for pattern, target in _HEAD_RULES:
+        match = re.fullmatch(pattern, key)
+        if match is None:
+            continue
+        new_key = match.expand(target)
+        if key.startswith("fc."):  # GroupWiseLinear keeps a leading batch axis of 1
+            return {new_key: value.squeeze(0)}
+        if "{qkv}" in new_key:
+            return {new_key.format(qkv=name): part for name, part in zip("qkv", value.chunk(3, dim=0))}
+        return {new_key: value}
+    return None
+
+
+def convert_official_state_dict(state_dict: dict, backbone: str) -> dict[str, torch.Tensor]:
+    """Rename an official state dict to ours. Every key must land somewhere: leftovers are an error."""
+    family = official_family(backbone)
+    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    converted, backbone_tensors, unmapped = {}, {}, []
+    for key, value in state_dict.items():
+        if key in _RECOMPUTED_KEYS or key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith(family.official_prefix):
+            backbone_tensors[key[len(family.official_prefix) :]] = value
+            continue
+        head = _convert_head_key(key, value)
+        if head is None:
+            unmapped.append(key)
+        else:
+            converted.update(head)
+    try:
+        backbone_converted = family.convert_backbone_state_dict(backbone_tensors, backbone)
+    except KeyError as error:
+        raise ValueError(f"Official backbone key {family.official_prefix}{error.args[0]} maps nowhere.") from error
+    converted.update({f"model.backbone.model.{key}": value for key, value in backbone_converted.items()})
+    if unmapped:
+        raise ValueError(f"{len(unmapped)} official keys map nowhere, e.g. {unmapped[:5]}.")
+    return converted
+
+
+def load_into_model(model: torch.nn.Module, converted: dict[str, torch.Tensor]) -> None:
+    """Load converted tensors strictly: a missing, unexpected or misshapen tensor is an error naming it."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    misshapen = [
+        f"{key}: checkpoint {tuple(converted[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in sorted(set(expected) & set(converted))
+        if converted[key].shape != expected[key].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} model tensors have no source, e.g. {missing[:5]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} converted tensors fit no model tensor, e.g. {unexpected[:5]}")
+    if misshapen:
+        problems.append(f"{len(misshapen)} shapes differ, e.g. {misshapen[:3]}")
+    if problems:
+        raise ValueError("The official checkpoint does not match its config: " + "; ".join(problems) + ".")
+    model.load_state_dict(converted, strict=True)
+
+
+def read_official_checkpoint(path: str | Path, allow_unsafe_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict of an official checkpoint, read with `weights_only=True` unless explicitly allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} holds objects that torch.load(weights_only=True) refuses ({error}). If you trust this file, "
+            "run again with --allow_unsafe_pickle to unpickle it fully."
+        ) from error
+    if isinstance(checkpoint, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(checkpoint.get(key), dict):
+                return checkpoint[key]
+        if all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+            return checkpoint
+    raise ValueError(f"{path} is not an official Q2L checkpoint: expected a dict holding `state_dict`.")
+
+
+def convert_official_checkpoint(
+    checkpoint: str | Path,
+    config_json: str | Path,
+    output_dir: str | Path | None = None,
+    labels: list[str] | None = None,
+    allow_unsafe_pickle: bool = False,
+) -> tuple[Query2LabelForMultiLabelClassification, Query2LabelImageProcessor]:
+    """Convert an official release; with `output_dir`, save a folder that loads with `trust_remote_code`."""
+    args = json.loads(Path(config_json).read_text(encoding="utf-8"))
+    config = config_from_official_args(args, labels)
+    family = official_family(args["backbone"])
+    state_dict = read_official_checkpoint(checkpoint, allow_unsafe_pickle)
+    model = Query2LabelForMultiLabelClassification(config)
+    load_into_model(model, convert_official_state_dict(state_dict, args["backbone"]))
+    model.eval()
+    processor = Query2LabelImageProcessor(
+        size={"height": config.image_size, "width": config.image_size},
+        image_mean=list(family.image_mean),
+        image_std=list(family.image_std),
+    )
+    if output_dir is not None:
+        model.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+    return model, processor
+

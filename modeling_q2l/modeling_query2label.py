@@ -1,0 +1,549 @@
+"""PyTorch Query2Label model.
+
+A backbone computes a feature map; a DETR-style transformer encodes it and lets one learnable query per label
+cross-attend to it; a per-label linear layer turns each query into a logit.
+
+Saved next to the weights for `trust_remote_code`: it imports only torch, timm, transformers and its flat
+siblings (`from .x import y`).
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .asymmetric_loss import AsymmetricLoss
+from .configuration_query2label import Query2LabelConfig
+
+
+@dataclass
+class Query2LabelModelOutput(ModelOutput):
+    r"""
+    Output of [`Query2LabelModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_labels, hidden_size)`):
+            The label queries after the last decoder layer and the final LayerNorm: one vector per label.
+        encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, height * width, hidden_size)`):
+            The encoded feature map (the decoder's memory), flattened row by row.
+        feature_map_size (`tuple[int, int]`):
+            `(height, width)` of the backbone's feature map.
+        decoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            The label queries after each decoder layer (before the final LayerNorm), each
+            `(batch_size, num_labels, hidden_size)`.
+        encoder_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            Encoder self-attention maps, one per encoder layer, `(batch_size, heads, height * width, height * width)`.
+        cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+            Where each label looks: decoder cross-attention maps, one per decoder layer,
+            `(batch_size, heads, num_labels, height, width)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    feature_map_size: tuple[int, int] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class Query2LabelBackbone(nn.Module):
+    """The vision backbone: a timm architecture or a transformers `AutoBackbone`, returning its last feature map."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__()
+        if config.backbone_config is not None:
+            from transformers import AutoBackbone
+
+            self.model = AutoBackbone.from_config(config.backbone_config)
+            self.num_features = self.model.channels[-1]
+            self.channels_last = False
+        else:
+            import timm
+
+            kwargs = {"out_indices": (-1,), **(config.backbone_kwargs or {})}
+            try:
+                self.model = timm.create_model(
+                    config.backbone, pretrained=False, features_only=True, in_chans=config.num_channels, **kwargs
+                )
+            except RuntimeError as error:  # timm's words for an unknown name
+                raise ValueError(
+                    f"Cannot build the timm backbone {config.backbone!r}: {error}. Use a name from "
+                    "`timm.list_models()` or set `backbone_config` to a transformers backbone config."
+                ) from error
+            self.num_features = self.model.feature_info.channels()[-1]
+            self.channels_last = str(getattr(self.model, "output_fmt", "NCHW")).endswith("NHWC")
+        if config.freeze_backbone_batch_norm:
+            from timm.layers import freeze_batch_norm_2d
+
+            self.model = freeze_batch_norm_2d(self.model)
+        for prefix in config.frozen_backbone_modules or ():
+            if not any(name.startswith(prefix) for name, _ in self.model.named_modules()):
+                raise ValueError(f"frozen_backbone_modules: no backbone module is named {prefix!r}.")
+            for name, parameter in self.model.named_parameters():
+                if name.startswith(prefix):
+                    parameter.requires_grad_(False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        outputs = self.model(pixel_values)
+        features = outputs.feature_maps[-1] if hasattr(outputs, "feature_maps") else outputs[-1]
+        if self.channels_last:
+            features = features.permute(0, 3, 1, 2)
+        return features  # (batch, channels, height, width)
+
+
+class Query2LabelSinePositionEmbedding(nn.Module):
+    """2-D sine positional encoding (DETR), computed for whatever feature-map size arrives.
+
+    `hidden_size / 2` features per axis, positions normalised as (index + 1) / (size + 1e-6) * 2pi, sin on even and
+    cos on odd feature indices, the y-part first. The official code precomputes this for one input size only.
+    """
+
+    def __init__(self, hidden_size: int, temperature: float = 10000.0):
+        super().__init__()
+        self.num_pos_feats = hidden_size // 2
+        self.temperature = temperature
+
+    def forward(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        scale = 2 * math.pi
+        y_embed = torch.arange(1, height + 1, device=device, dtype=torch.float32) / (height + 1e-6) * scale
+        x_embed = torch.arange(1, width + 1, device=device, dtype=torch.float32) / (width + 1e-6) * scale
+        dim_t = torch.arange(self.num_pos_feats, device=device, dtype=torch.float32)
+        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
+        is_even = torch.arange(self.num_pos_feats, device=device) % 2 == 0
+
+        def encode(positions: torch.Tensor) -> torch.Tensor:
+            angles = positions[:, None] / dim_t  # (size, num_pos_feats)
+            return torch.where(is_even, angles.sin(), angles.cos())
+
+        pos_y = encode(y_embed)[:, None, :].expand(height, width, -1)
+        pos_x = encode(x_embed)[None, :, :].expand(height, width, -1)
+        pos = torch.cat((pos_y, pos_x), dim=-1)  # (height, width, hidden)
+        return pos.flatten(0, 1).unsqueeze(0).to(dtype)  # (1, height * width, hidden)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (batch, heads, q_len, k_len)
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (batch, q_len, heads, head_dim)
+    return attn_output, attn_weights
+
+
+class Query2LabelAttention(nn.Module):
+    """Multi-head attention. Positional encodings are added by the caller to queries and keys, never to values."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = False
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, query_length, _ = query.shape
+        query_states = self.q_proj(query).view(batch_size, query_length, -1, self.head_dim).transpose(1, 2)
+        key_states = self.k_proj(key).view(batch_size, key.shape[1], -1, self.head_dim).transpose(1, 2)
+        value_states = self.v_proj(value).view(batch_size, value.shape[1], -1, self.head_dim).transpose(1, 2)
+
+        # Attention maps need the eager path; otherwise use the configured kernel (SDPA by default).
+        attention_interface: Callable = eager_attention_forward
+        if not output_attentions and self.config._attn_implementation not in (None, "eager"):
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            None,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        attn_output = self.o_proj(attn_output.reshape(batch_size, query_length, -1))
+        return attn_output, (attn_weights if output_attentions else None)
+
+
+class Query2LabelFeedForward(nn.Module):
+    """Position-wise feed-forward block: fc1 -> activation -> dropout -> fc2 -> dropout."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.dropout(self.activation_fn(self.fc1(hidden_states)))
+        return self.dropout(self.fc2(hidden_states))
+
+
+class Query2LabelEncoderLayer(nn.Module):
+    """Self-attention over feature-map positions (query = key = features + pos, value = features), then FFN."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.self_attn = Query2LabelAttention(config)
+        self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size)
+        self.mlp = Query2LabelFeedForward(config)
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, hidden_states: torch.Tensor, position_embeddings: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # hidden_states: (batch, height * width, hidden); position_embeddings: (1, height * width, hidden)
+        normed = self.self_attn_layer_norm(hidden_states) if self.pre_norm else hidden_states
+        query_key = normed + position_embeddings
+        attn_output, attn_weights = self.self_attn(query_key, query_key, normed, output_attentions)
+        hidden_states = hidden_states + self.dropout(attn_output)
+        if not self.pre_norm:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+
+        normed = self.final_layer_norm(hidden_states) if self.pre_norm else hidden_states
+        hidden_states = hidden_states + self.mlp(normed)
+        if not self.pre_norm:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states, attn_weights
+
+
+class Query2LabelDecoderLayer(nn.Module):
+    """Optional self-attention among label queries, cross-attention from the queries to the features, then FFN.
+
+    The label embeddings (`query_position_embeddings`) are added to the query of every attention; the feature
+    positional encoding to the cross-attention keys.
+    """
+
+    def __init__(self, config: Query2LabelConfig, has_self_attention: bool):
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.has_self_attention = has_self_attention
+        if has_self_attention:
+            self.self_attn = Query2LabelAttention(config)
+            self.self_attn_layer_norm = nn.LayerNorm(config.hidden_size)
+        self.cross_attn = Query2LabelAttention(config)
+        self.cross_attn_layer_norm = nn.LayerNorm(config.hidden_size)
+        self.mlp = Query2LabelFeedForward(config)
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def _residual_block(self, hidden_states, layer_norm, block):
+        """Apply `block` to the (pre-)normed state, add it back, post-norm if configured."""
+        normed = layer_norm(hidden_states) if self.pre_norm else hidden_states
+        output, weights = block(normed)
+        hidden_states = hidden_states + self.dropout(output)
+        if not self.pre_norm:
+            hidden_states = layer_norm(hidden_states)
+        return hidden_states, weights
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        query_position_embeddings: torch.Tensor,
+        spatial_position_embeddings: torch.Tensor,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # hidden_states: (batch, num_labels, hidden); encoder_hidden_states: (batch, height * width, hidden)
+        if self.has_self_attention:
+            hidden_states, _ = self._residual_block(
+                hidden_states,
+                self.self_attn_layer_norm,
+                lambda x: self.self_attn(x + query_position_embeddings, x + query_position_embeddings, x),
+            )
+        memory_keys = encoder_hidden_states + spatial_position_embeddings
+        hidden_states, cross_weights = self._residual_block(
+            hidden_states,
+            self.cross_attn_layer_norm,
+            lambda x: self.cross_attn(
+                x + query_position_embeddings, memory_keys, encoder_hidden_states, output_attentions
+            ),
+        )
+        normed = self.final_layer_norm(hidden_states) if self.pre_norm else hidden_states
+        hidden_states = hidden_states + self.mlp(normed)
+        if not self.pre_norm:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states, cross_weights
+
+
+class Query2LabelEncoder(nn.Module):
+    """A stack of encoder layers; with pre-norm a final LayerNorm closes it."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(Query2LabelEncoderLayer(config) for _ in range(config.encoder_layers))
+        self.layer_norm = nn.LayerNorm(config.hidden_size) if config.pre_norm and config.encoder_layers else None
+
+    def forward(self, hidden_states, position_embeddings, output_attentions=False):
+        attentions = ()
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, position_embeddings, output_attentions)
+            attentions += (weights,) if output_attentions else ()
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+        return hidden_states, attentions
+
+
+class Query2LabelDecoder(nn.Module):
+    """A stack of decoder layers followed by a LayerNorm; self-attention is kept only where the config says so."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__()
+        keep = [config.keep_first_decoder_self_attention] + [config.keep_other_decoder_self_attention] * (
+            config.decoder_layers - 1
+        )
+        self.layers = nn.ModuleList(Query2LabelDecoderLayer(config, has_self_attention=k) for k in keep)
+        self.layer_norm = nn.LayerNorm(config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states,
+        encoder_hidden_states,
+        query_position_embeddings,
+        spatial_position_embeddings,
+        output_attentions=False,
+        output_hidden_states=False,
+    ):
+        all_hidden_states, attentions = (), ()
+        for layer in self.layers:
+            hidden_states, weights = layer(
+                hidden_states,
+                encoder_hidden_states,
+                query_position_embeddings,
+                spatial_position_embeddings,
+                output_attentions,
+            )
+            all_hidden_states += (hidden_states,) if output_hidden_states else ()
+            attentions += (weights,) if output_attentions else ()
+        return self.layer_norm(hidden_states), all_hidden_states, attentions
+
+
+class Query2LabelGroupWiseLinear(nn.Module):
+    """One linear classifier per label: logit_k = W_k . h_k + b_k."""
+
+    def __init__(self, num_labels: int, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_labels, hidden_size))
+        self.bias = nn.Parameter(torch.empty(num_labels))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # (batch, num_labels, hidden) -> (batch, num_labels)
+        return (hidden_states * self.weight).sum(-1) + self.bias
+
+
+class Query2LabelPreTrainedModel(PreTrainedModel):
+    config: Query2LabelConfig
+    config_class = Query2LabelConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["Query2LabelEncoderLayer", "Query2LabelDecoderLayer"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    accepts_loss_kwargs = False  # multi-hot labels are not tokens
+
+    def _init_weights(self, module: nn.Module):
+        # Only Q2L's own modules are initialised here: timm and transformers backbones initialise themselves.
+        if isinstance(module, (Query2LabelAttention, Query2LabelFeedForward)):
+            for linear in module.children():
+                if isinstance(linear, nn.Linear):
+                    init.xavier_uniform_(linear.weight)
+                    if isinstance(module, Query2LabelAttention):
+                        init.zeros_(linear.bias)
+                    else:
+                        bound = 1 / math.sqrt(linear.in_features)
+                        init.uniform_(linear.bias, -bound, bound)
+        elif isinstance(module, (Query2LabelEncoderLayer, Query2LabelDecoderLayer, Query2LabelEncoder, Query2LabelDecoder)):
+            for norm in module.children():
+                if isinstance(norm, nn.LayerNorm):
+                    init.ones_(norm.weight)
+                    init.zeros_(norm.bias)
+        elif isinstance(module, Query2LabelGroupWiseLinear):
+            bound = 1 / math.sqrt(module.weight.shape[1])
+            init.uniform_(module.weight, -bound, bound)
+            init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, Query2LabelModel):
+            init.normal_(module.label_embeddings.weight, std=self.config.label_embedding_init_std)
+            if isinstance(module.input_projection, nn.Conv2d):
+                init.kaiming_uniform_(module.input_projection.weight, a=math.sqrt(5))
+                bound = 1 / math.sqrt(module.input_projection.in_channels)
+                init.uniform_(module.input_projection.bias, -bound, bound)
+        elif isinstance(module, Query2LabelBackbone):
+            _restore_non_persistent_buffers(module, self.config)
+
+
+def _restore_non_persistent_buffers(backbone: Query2LabelBackbone, config: Query2LabelConfig) -> None:
+    """Recompute buffers that are not saved with the weights (e.g. Swin's relative position index).
+
+    `from_pretrained` builds the model on the meta device and only fills what the checkpoint holds.
+    """
+    names = [
+        f"{module_name}.{buffer}".lstrip(".")
+        for module_name, module in backbone.named_modules()
+        for buffer in module._non_persistent_buffers_set
+    ]
+    if not names:
+        return
+    with torch.device("cpu"):
+        fresh = dict(Query2LabelBackbone(config).named_buffers())
+    for name in names:
+        module_name, _, buffer = name.rpartition(".")
+        owner = backbone.get_submodule(module_name)
+        current = getattr(owner, buffer)
+        owner.register_buffer(buffer, fresh[name].to(current.device), persistent=False)
+
+
+class Query2LabelModel(Query2LabelPreTrainedModel):
+    """The Query2Label body: backbone, optional input projection, transformer encoder and label-query decoder."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]  # loading the body from a classification checkpoint
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__(config)
+        self.backbone = Query2LabelBackbone(config)
+        if config.use_input_projection:
+            self.input_projection = nn.Conv2d(self.backbone.num_features, config.hidden_size, kernel_size=1)
+        elif self.backbone.num_features != config.hidden_size:
+            raise ValueError(
+                f"The backbone gives {self.backbone.num_features} channels but hidden_size is {config.hidden_size}: "
+                f"set hidden_size={self.backbone.num_features} or use_input_projection=True."
+            )
+        else:
+            self.input_projection = nn.Identity()
+        self.position_embedding = Query2LabelSinePositionEmbedding(
+            config.hidden_size, config.position_embedding_temperature
+        )
+        self.encoder = Query2LabelEncoder(config)
+        self.decoder = Query2LabelDecoder(config)
+        self.label_embeddings = nn.Embedding(config.num_labels, config.hidden_size)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Query2LabelModelOutput | tuple:
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        features = self.input_projection(self.backbone(pixel_values))  # (batch, hidden, height, width)
+        batch_size, _, height, width = features.shape
+        memory = features.flatten(2).transpose(1, 2)  # (batch, height * width, hidden)
+        spatial_position = self.position_embedding(height, width, memory.device, memory.dtype)
+        memory, encoder_attentions = self.encoder(memory, spatial_position, output_attentions)
+
+        label_queries = self.label_embeddings.weight.unsqueeze(0).expand(batch_size, -1, -1)
+        hidden_states = torch.zeros_like(label_queries)  # the decoder state starts at zeros
+        hidden_states, decoder_hidden_states, cross_attentions = self.decoder(
+            hidden_states, memory, label_queries, spatial_position, output_attentions, output_hidden_states
+        )
+        # (batch, heads, num_labels, height * width) -> (batch, heads, num_labels, height, width)
+        cross_attentions = tuple(w.unflatten(-1, (height, width)) for w in cross_attentions)
+        output = Query2LabelModelOutput(
+            last_hidden_state=hidden_states,
+            encoder_last_hidden_state=memory,
+            feature_map_size=(height, width),
+            decoder_hidden_states=decoder_hidden_states or None,
+            encoder_attentions=encoder_attentions or None,
+            cross_attentions=cross_attentions or None,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+def asymmetric_loss_from_config(config: Query2LabelConfig, reduction: str = "sum") -> AsymmetricLoss:
+    """The training loss the config describes (read at every call, so adaptive asymmetry can move gamma_neg)."""
+    return AsymmetricLoss(
+        gamma_neg=config.asl_gamma_neg,
+        gamma_pos=config.asl_gamma_pos,
+        clip=config.asl_clip,
+        eps=config.asl_eps,
+        disable_focal_grad=config.asl_disable_focal_grad,
+        reduction=reduction,
+    )
+
+
+class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
+    """Query2Label with its per-label classifier: independent sigmoid scores, ASL loss when labels are given."""
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__(config)
+        self.model = Query2LabelModel(config)
+        self.classifier = Query2LabelGroupWiseLinear(config.num_labels, config.hidden_size)
+        self.post_init()
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """ASL summed over labels and averaged over images: its scale does not depend on the batch size."""
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"labels must be multi-hot of shape (batch, num_labels) = {tuple(logits.shape)}, got "
+                f"{tuple(labels.shape)}; use -1 for unknown labels."
+            )
+        return asymmetric_loss_from_config(self.config)(logits, labels) / logits.shape[0]
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageClassifierOutput | tuple:
+        r"""
+        labels (`torch.Tensor` of shape `(batch_size, num_labels)`, *optional*):
+            Multi-hot targets (1 present, 0 absent, -1 unknown and ignored). When given, `loss` is the asymmetric
+            loss of the config, summed over labels and averaged over the batch.
+
+        With `output_attentions=True`, `attentions` holds the decoder cross-attention maps, one tensor per decoder
+        layer shaped `(batch_size, heads, num_labels, height, width)`; with `output_hidden_states=True`,
+        `hidden_states` holds the label queries after each decoder layer.
+        """
+        outputs = self.model(
+            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        logits = self.classifier(outputs.last_hidden_state)  # (batch, num_labels)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        output = ImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.decoder_hidden_states,
+            attentions=outputs.cross_attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = [
+    "Query2LabelForMultiLabelClassification",
+    "Query2LabelModel",
+    "Query2LabelModelOutput",
+    "Query2LabelPreTrainedModel",
+]
