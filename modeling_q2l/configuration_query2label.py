@@ -18,6 +18,10 @@ QUERY2LABEL_AUTO_MAP = {
 }
 
 _ACTIVATIONS = ("relu", "gelu", "glu", "silu")
+_CLASSIFIER_HEADS = {
+    "query2label": "modeling_query2label.Query2LabelForMultiLabelClassification",
+    "global_average_pooling": "modeling_query2label.Query2LabelBaselineForMultiLabelClassification",
+}
 
 
 class Query2LabelConfig(PreTrainedConfig):
@@ -85,6 +89,12 @@ class Query2LabelConfig(PreTrainedConfig):
         label_embedding_init_std (`float`, *optional*, defaults to 1.0):
             Standard deviation of the label query initialisation (the official model uses N(0, 1)).
 
+    Classifier:
+        classifier_head (`str`, *optional*, defaults to `"query2label"`):
+            `"query2label"` for the transformer head, or `"global_average_pooling"` for the paper's baseline (the same
+            backbone, global average pooling and one linear layer). The saved `auto_map` points
+            `AutoModelForImageClassification` at the matching class.
+
     Loss (Asymmetric Loss, Ben-Baruch et al., 2021):
         asl_gamma_neg (`float`, *optional*, defaults to 2.0):
             Focusing parameter for negative labels.
@@ -138,6 +148,8 @@ class Query2LabelConfig(PreTrainedConfig):
     position_embedding_temperature: float | int = 10000.0
     label_embedding_init_std: float | int = 1.0
 
+    classifier_head: str = "query2label"
+
     asl_gamma_neg: float | int = 2.0
     asl_gamma_pos: float | int = 0.0
     asl_clip: float | int = 0.0
@@ -166,8 +178,11 @@ class Query2LabelConfig(PreTrainedConfig):
             raise ValueError(f"activation_function must be one of {_ACTIVATIONS}, got {self.activation_function!r}.")
         if self.decoder_layers < 1:
             raise ValueError("decoder_layers must be at least 1: the label queries are read from the decoder.")
+        if self.classifier_head not in _CLASSIFIER_HEADS:
+            raise ValueError(f"classifier_head must be one of {sorted(_CLASSIFIER_HEADS)}, got {self.classifier_head!r}.")
         auto_map = dict(QUERY2LABEL_AUTO_MAP)
         auto_map.update(kwargs.pop("auto_map", None) or {})
+        auto_map["AutoModelForImageClassification"] = _CLASSIFIER_HEADS[self.classifier_head]
         self.auto_map = auto_map
         super().__post_init__(**kwargs)
 

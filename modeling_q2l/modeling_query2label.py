@@ -374,6 +374,15 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     accepts_loss_kwargs = False  # multi-hot labels are not tokens
 
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """ASL summed over labels and averaged over images: its scale does not depend on the batch size."""
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"labels must be multi-hot of shape (batch, num_labels) = {tuple(logits.shape)}, got "
+                f"{tuple(labels.shape)}; use -1 for unknown labels."
+            )
+        return asymmetric_loss_from_config(self.config)(logits, labels) / logits.shape[0]
+
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         loaded = super().from_pretrained(*args, **kwargs)
@@ -522,15 +531,6 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
         self.classifier = Query2LabelGroupWiseLinear(config.num_labels, config.hidden_size)
         self.post_init()
 
-    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """ASL summed over labels and averaged over images: its scale does not depend on the batch size."""
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"labels must be multi-hot of shape (batch, num_labels) = {tuple(logits.shape)}, got "
-                f"{tuple(labels.shape)}; use -1 for unknown labels."
-            )
-        return asymmetric_loss_from_config(self.config)(logits, labels) / logits.shape[0]
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -562,7 +562,44 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
+class Query2LabelBaselineForMultiLabelClassification(Query2LabelPreTrainedModel):
+    """The paper's baseline: the same backbone, global average pooling and one linear layer, the same loss.
+
+    Selected with `classifier_head="global_average_pooling"` in the config, which points `auto_map` here.
+    """
+
+    def __init__(self, config: Query2LabelConfig):
+        super().__init__(config)
+        self.backbone = Query2LabelBackbone(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(self.backbone.num_features, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module):
+        if module is getattr(self, "classifier", None):
+            bound = 1 / math.sqrt(module.in_features)
+            init.uniform_(module.weight, -bound, bound)
+            init.uniform_(module.bias, -bound, bound)
+        else:
+            super()._init_weights(module)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> ImageClassifierOutput | tuple:
+        pooled = self.backbone(pixel_values).mean(dim=(2, 3))  # (batch, channels)
+        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        output = ImageClassifierOutput(loss=loss, logits=logits)
+        return output if return_dict is not False else output.to_tuple()
+
+
 __all__ = [
+    "Query2LabelBaselineForMultiLabelClassification",
     "Query2LabelForMultiLabelClassification",
     "Query2LabelModel",
     "Query2LabelModelOutput",
