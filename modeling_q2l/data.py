@@ -205,7 +205,7 @@ def detect_label_format(dataset, label_column: str, label_names: list[str] | Non
         names = [f"LABEL_{i}" for i in range(width)]
     if names is None:
         raise ValueError(
-            f"Column {label_column!r} holds integer class ids without names: pass --label_names (a names file or a "
+            f"Column {label_column!r} holds integer class ids without names: pass --class_names (a names file or a "
             "comma-separated list)."
         )
     return LabelEncoder(kind, list(names), object_key)
@@ -342,20 +342,33 @@ def build_transforms(
 
 
 class MultiLabelImageDataset(torch.utils.data.Dataset):
-    """`pixel_values` and multi-hot `labels` for each sample of a prepared split."""
+    """`pixel_values` and multi-hot `labels` for each sample of a prepared split.
 
-    def __init__(self, split: PreparedSplit, image_column: str, transform):
+    With `augmentation_seed`, each sample's random augmentation is drawn from its own generator seeded by
+    (seed, epoch, index): the same image gets the same augmentation whatever the worker count, and a run resumed
+    from a checkpoint sees exactly what the uninterrupted run saw. Set `epoch` before each epoch.
+    """
+
+    def __init__(self, split: PreparedSplit, image_column: str, transform, augmentation_seed: int | None = None):
         self.dataset = split.dataset
         self.labels = torch.from_numpy(split.labels)
         self.image_column = image_column
         self.transform = transform
+        self.augmentation_seed = augmentation_seed
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
         image = to_rgb(open_image(self.dataset[index][self.image_column]))
-        return {"pixel_values": self.transform(image), "labels": self.labels[index]}
+        if self.augmentation_seed is None:
+            pixels = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.augmentation_seed + self.epoch * len(self) + index)
+                pixels = self.transform(image)
+        return {"pixel_values": pixels, "labels": self.labels[index]}
 
 
 def collate_multilabel(examples: list[dict]) -> dict:

@@ -65,11 +65,6 @@ class AdaptiveAsymmetryCallback(TrainerCallback):
         config = getattr(model, "module", model).config
         config.asl_gamma_neg = max(0.0, config.asl_gamma_neg + self.step_size * (self.gap.last - self.target_gap))
 
-    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
-        if logs is not None and model is not None and "loss" in logs:
-            logs["gamma_neg"] = round(getattr(model, "module", model).config.asl_gamma_neg, 4)
-            logs["probability_gap"] = round(self.gap.mean, 4)
-            self.gap.reset()
 
 
 class EmaCallback(TrainerCallback):
@@ -80,6 +75,16 @@ class EmaCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.ema.update(getattr(model, "module", model), step=state.global_step)
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells a `MultiLabelImageDataset` which epoch starts, so its per-sample augmentation seeds change each epoch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.epoch = int(state.epoch + 1e-6)  # a resumed run starts mid-epoch, e.g. at 0.8
 
 
 def compute_multilabel_metrics(eval_prediction) -> dict:
@@ -120,6 +125,8 @@ class Query2LabelTrainer(Trainer):
     ):
         kwargs.setdefault("compute_metrics", compute_multilabel_metrics)
         super().__init__(*args, **kwargs)
+        if hasattr(self.train_dataset, "augmentation_seed"):
+            self.add_callback(AugmentationEpochCallback(self.train_dataset))
         self.exempt_norm_and_bias_from_decay = exempt_norm_and_bias_from_decay
         self.backbone_learning_rate = backbone_learning_rate
         self.one_cycle_pct_start = one_cycle_pct_start
@@ -133,9 +140,34 @@ class Query2LabelTrainer(Trainer):
         self.probability_gap = None
         if adaptive_asymmetry is not None:
             self.probability_gap = ProbabilityGap()
-            self.callback_handler.callbacks.insert(  # first, so its log fields are printed by the others
-                0, AdaptiveAsymmetryCallback(self.probability_gap, *adaptive_asymmetry)
-            )
+            self.add_callback(AdaptiveAsymmetryCallback(self.probability_gap, *adaptive_asymmetry))
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        self._broadcast_buffers_from_main_process()
+        return output
+
+    def _broadcast_buffers_from_main_process(self):
+        """Give every process the main process's buffers (BatchNorm statistics, EMA buffers).
+
+        DDP broadcasts buffers before each forward, so after the last step each process still holds the statistics
+        of its own last batch; this makes all processes end with the weights the main process saves."""
+        if self.args.world_size <= 1 or not torch.distributed.is_initialized():
+            return
+        modules = [self.accelerator.unwrap_model(self.model)] + ([self.ema.module] if self.ema is not None else [])
+        for module in modules:
+            for buffer in module.buffers():
+                torch.distributed.broadcast(buffer.data, src=0)
+        if self.ema is not None:
+            for parameter in self.ema.module.parameters():
+                torch.distributed.broadcast(parameter.data, src=0)
+
+    def log(self, logs: dict, *args, **kwargs):
+        if self.probability_gap is not None and "loss" in logs:
+            logs["gamma_neg"] = round(self.accelerator.unwrap_model(self.model).config.asl_gamma_neg, 4)
+            logs["probability_gap"] = round(self.probability_gap.mean, 4)
+            self.probability_gap.reset()
+        super().log(logs, *args, **kwargs)
 
     # -- loss -------------------------------------------------------------------------------------------------------
 

@@ -1,4 +1,8 @@
 import json
+import os
+
+# Tests never reach the network: Hub look-ups fail at once instead of retrying (set before any Hub import).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pathlib import Path
 
 import pytest
@@ -64,3 +68,25 @@ def tiny_model():
 
     torch.manual_seed(0)
     return Query2LabelForMultiLabelClassification(tiny_config()).eval()
+
+
+EMBEDDED_DATASET = Path(__file__).parents[1] / "data" / "fashion-mnist-mosaic"
+
+
+def tiny_training_argv(output_dir, *extra) -> list[str]:
+    """Arguments of a seconds-long training run on the embedded set with timm's tiny test_resnet."""
+    return [
+        "--backbone", "test_resnet",
+        "--image_size", "64",
+        "--hidden_size", "32",
+        "--intermediate_size", "64",
+        "--max_train_samples", "24",
+        "--max_eval_samples", "16",
+        "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "16",
+        "--output_dir", str(output_dir),
+        "--logging_steps", "1",
+        "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip

@@ -1,0 +1,228 @@
+"""Model cards for Query2Label models, built with `huggingface_hub.ModelCard`.
+
+Numbers have two sources and each says which: the paper's (labelled "reported by the paper") and ours, which come
+only from `scripts/evaluate.py` / `scripts/train.py` reports and name the data they were measured on.
+"""
+
+from dataclasses import dataclass, field
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+PAPER_URL = "https://arxiv.org/abs/2107.10834"
+CITATIONS = """```bibtex
+@article{liu2021query2label,
+  title   = {Query2Label: A Simple Transformer Way to Multi-Label Classification},
+  author  = {Liu, Shilong and Zhang, Lei and Yang, Xiao and Su, Hang and Zhu, Jun},
+  journal = {arXiv preprint arXiv:2107.10834},
+  year    = {2021}
+}
+
+@inproceedings{ridnik2021asymmetric,
+  title     = {Asymmetric Loss for Multi-Label Classification},
+  author    = {Ridnik, Tal and Ben-Baruch, Emanuel and Zamir, Nadav and Noy, Asaf and Friedman, Itamar and Protter, Matan and Zelnik-Manor, Lihi},
+  booktitle = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2021}
+}
+```"""
+MEASURED_KEYS = ("mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3")
+
+
+@dataclass
+class CardContent:
+    """What a Query2Label card says. `paper_results`: rows of {dataset, metric, value} reported by the paper;
+    `measured`: a report of `scripts/evaluate.py` (or train.py's `eval_results.json`) and `measured_on` its data."""
+
+    model_name: str
+    repo_id: str
+    summary: str
+    architecture: str
+    training: str
+    limitations: str
+    license: str = "apache-2.0"
+    datasets: list[str] = field(default_factory=list)
+    base_model: str | None = None
+    paper_results: list[dict] = field(default_factory=list)
+    measured: dict | None = None
+    measured_on: str | None = None
+    measured_dataset_id: str | None = None
+    threshold: float = 0.5
+
+
+def _eval_results(content: CardContent) -> list[EvalResult]:
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Multi-label image classification",
+            dataset_type=row["dataset_id"],
+            dataset_name=row["dataset"],
+            dataset_split=row.get("split"),
+            metric_type=row.get("metric_type", "mAP"),
+            metric_name=row["metric"],
+            metric_value=row["value"],
+            source_name="Query2Label paper (reported, not measured here)",
+            source_url=PAPER_URL,
+        )
+        for row in content.paper_results
+    ]
+    if content.measured:
+        for key in ("mAP", "mAP_voc", "CF1", "OF1"):
+            if content.measured.get(key) is not None:
+                results.append(
+                    EvalResult(
+                        task_type="image-classification",
+                        task_name="Multi-label image classification",
+                        dataset_type=content.measured_dataset_id or "custom",
+                        dataset_name=content.measured_on or "evaluation data",
+                        dataset_split=content.measured.get("eval_split"),
+                        metric_type=key,
+                        metric_name=f"{key} (measured with this package)",
+                        metric_value=round(100 * content.measured[key], 2),
+                    )
+                )
+    return results
+
+
+def _measured_section(content: CardContent) -> str:
+    if not content.measured:
+        return (
+            "No numbers have been measured with this package for this checkpoint yet: run `scripts/evaluate.py` and "
+            "publish with `--eval_results` to add them."
+        )
+    report = content.measured
+    header = "| " + " | ".join(MEASURED_KEYS) + " |\n|" + " --- |" * len(MEASURED_KEYS)
+    values = "| " + " | ".join(f"{100 * report[k]:.2f}" if report.get(k) is not None else "n/a" for k in MEASURED_KEYS) + " |"
+    text = (
+        f"Measured with this package on {content.measured_on} ({report.get('num_images', '?')} images, "
+        f"threshold {report.get('threshold', 0.5)}; values in percent). `mAP` is the non-interpolated mean AP "
+        "(scikit-learn), `mAP_voc` the all-point interpolated flavour of the official evaluation.\n\n"
+        f"{header}\n{values}\n"
+    )
+    if report.get("mAP_small") is not None or report.get("mAP_large") is not None:
+        low, high = report["area_thresholds"]
+        sizes = " | ".join(f"{100 * report[f'mAP_{b}']:.2f}" if report.get(f"mAP_{b}") is not None else "n/a" for b in ("small", "medium", "large"))
+        text += f"\nmAP by object size (box area < {low}, < {high}, larger):\n\n| small | medium | large |\n| --- | --- | --- |\n| {sizes} |\n"
+    if report.get("per_label"):
+        rows = "\n".join(
+            f"| {row['label']} | {100 * row['AP']:.2f} |" if row["AP"] is not None else f"| {row['label']} | n/a |"
+            for row in report["per_label"]
+        )
+        text += f"\nAP per label:\n\n| label | AP |\n| --- | --- |\n{rows}\n"
+    extras = [f"{k}: {report[k]}" for k in ("weights", "backbone_weights", "train_runtime_s", "total_runtime_s", "torch_threads") if k in report]
+    if extras:
+        text += "\nRun details: " + "; ".join(extras) + ".\n"
+    return text
+
+
+def _paper_section(content: CardContent) -> str:
+    if not content.paper_results:
+        return ""
+    rows = "\n".join(f"| {row['dataset']} | {row['metric']} | {row['value']} |" for row in content.paper_results)
+    return (
+        "\n### Reported by the paper\n\nThese numbers are quoted from the Query2Label paper "
+        f"([arXiv 2107.10834]({PAPER_URL})); they were not measured with this package.\n\n"
+        f"| dataset | metric | value |\n| --- | --- | --- |\n{rows}\n"
+    )
+
+
+def render_card(content: CardContent) -> ModelCard:
+    data = ModelCardData(
+        model_name=content.model_name,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        license=content.license,
+        tags=["custom_code", "multi-label-image-classification", "query2label", "image-classification", "timm"],
+        datasets=content.datasets or None,
+        base_model=content.base_model,
+        metrics=["mAP"],
+        eval_results=_eval_results(content) or None,
+    )
+    body = f"""
+# {content.model_name}
+
+{content.summary}
+
+## Usage
+
+The model's code ships with the weights, so load it with `trust_remote_code=True`. Each label gets an independent
+sigmoid score; keep the labels above a threshold.
+
+```python
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+from PIL import Image
+
+classifier = pipeline("image-classification", model="{content.repo_id}", trust_remote_code=True)
+scores = classifier(Image.open("photo.jpg"), top_k=None)  # every label with its probability
+present = [s["label"] for s in scores if s["score"] >= {content.threshold}]
+
+# or step by step
+processor = AutoImageProcessor.from_pretrained("{content.repo_id}", trust_remote_code=True)
+model = AutoModelForImageClassification.from_pretrained("{content.repo_id}", trust_remote_code=True)
+probabilities = model(**processor(Image.open("photo.jpg"), return_tensors="pt")).logits.sigmoid()[0]
+# attention maps: model(..., output_attentions=True).attentions, one (batch, heads, labels, h, w) per decoder layer
+```
+
+## Architecture
+
+{content.architecture}
+
+## Training
+
+{content.training}
+
+## Results
+
+{_measured_section(content)}{_paper_section(content)}
+## Limitations
+
+{content.limitations}
+
+## Citation
+
+{CITATIONS}
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def training_model_card(config, report: dict, model_args, data_args, training_args) -> ModelCard:
+    """The card `scripts/train.py` writes next to the weights it saves."""
+    is_embedded = data_args.dataset_name is None
+    dataset = "the embedded Fashion-MNIST mosaic set (validation split)" if is_embedded else f"{data_args.dataset_name} ({data_args.eval_split_name} split)"
+    head = (
+        f"the Query2Label head (hidden size {config.hidden_size}, {config.encoder_layers} encoder and {config.decoder_layers} "
+        f"decoder layers, {config.num_attention_heads} heads, feed-forward {config.intermediate_size}); one learnable "
+        "query per label cross-attends to the backbone's last feature map, a per-label linear layer gives the logits"
+        if config.classifier_head == "query2label"
+        else "the baseline head: global average pooling and one linear layer"
+    )
+    labels = ", ".join(config.id2label.values())
+    content = CardContent(
+        model_name=f"Query2Label {config.backbone} {config.image_size}px" + (" (Fashion-MNIST mosaics demo)" if is_embedded else ""),
+        repo_id=training_args.hub_model_id or "ORG/MODEL",
+        summary=(
+            f"A multi-label image classifier over {config.num_labels} labels ({labels}), trained with this package's "
+            f"`scripts/train.py`."
+            + (" It is a small demonstration model: the images are synthetic mosaics of Fashion-MNIST garments." if is_embedded else "")
+        ),
+        architecture=f"Backbone `{config.backbone}` (timm) at {config.image_size} x {config.image_size} px, {head}.",
+        training=(
+            f"{training_args.num_train_epochs:g} epochs, batch {training_args.per_device_train_batch_size} per device, AdamW "
+            f"(weight decay {training_args.weight_decay}), one-cycle schedule with peak learning rate {training_args.learning_rate}, "
+            f"loss `{model_args.loss}` (gamma_neg {model_args.gamma_neg}, gamma_pos {model_args.gamma_pos}, clip {model_args.clip}"
+            + (", adaptive asymmetry" if model_args.adaptive_asymmetry else "")
+            + f"), RandAugment {'on' if data_args.randaugment else 'off'}, cutout probability {data_args.cutout_probability}, "
+            f"EMA decay {model_args.ema_decay or 'off'}. Backbone weights: {report.get('backbone_weights')}. "
+            f"Saved weights: {report.get('weights')}."
+        ),
+        limitations=(
+            "Trained on synthetic 128-pixel mosaics of 28-pixel grayscale garments: it does not transfer to photographs. "
+            "Use it to try the pipeline, not as a clothing detector."
+            if is_embedded
+            else "Scores are calibrated only on the training distribution; choose per-label thresholds on held-out data."
+        ),
+        license="mit" if is_embedded else "apache-2.0",
+        datasets=[] if is_embedded else [data_args.dataset_name],
+        measured=report,
+        measured_on=dataset,
+        measured_dataset_id="fashion-mnist-mosaic" if is_embedded else data_args.dataset_name,
+    )
+    return render_card(content)

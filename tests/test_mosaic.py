@@ -1,0 +1,92 @@
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modeling_q2l.mosaic import MosaicSpec, build_mosaics, load_fashion_mnist, read_idx, save_mosaic_splits
+
+EMBEDDED = Path(__file__).parents[1] / "data" / "fashion-mnist-mosaic"
+
+
+def blob_images(num_classes=5, per_class=6, side=28):
+    """Bright class-specific blobs on black: a stand-in for Fashion-MNIST."""
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for label in range(num_classes):
+        for _ in range(per_class):
+            image = np.zeros((side, side), dtype=np.uint8)
+            image[4:24, 4 + label : 24 - label] = rng.integers(120, 255)
+            images.append(image)
+            labels.append(label)
+    return np.stack(images), np.array(labels)
+
+
+def test_mosaics_hold_one_to_four_boxed_objects_of_varied_size():
+    images, labels = blob_images()
+    spec = MosaicSpec(outfits=((0, 1, 2), (3, 4)))
+    records = build_mosaics(images, labels, 60, spec, seed=3, image_format="PNG")
+    sides = []
+    for record in records:
+        image = Image.open(io.BytesIO(record["image"]["bytes"]))
+        assert image.size == (128, 128) and image.mode == "RGB"
+        categories = record["objects"]["category"]
+        assert 1 <= len(categories) <= 5  # up to 4, plus the occasional repeated class
+        assert record["labels"] == sorted(set(categories))
+        for x, y, w, h in record["objects"]["bbox"]:
+            assert 0 <= x and 0 <= y and x + w <= 128 and y + h <= 128
+            sides.append(max(w, h))
+    assert min(sides) < 24 and max(sides) > 48  # small and large objects both occur (blobs fill ~70% of a side)
+
+
+def test_outfits_create_co_occurrence():
+    images, labels = blob_images()
+    records = build_mosaics(images, labels, 300, MosaicSpec(outfits=((0, 1), (2, 3)), outfit_probability=1.0), seed=1)
+    pairs = [set(r["labels"]) for r in records if len(r["labels"]) == 2]
+    assert pairs and all(pair in ({0, 1}, {2, 3}) for pair in pairs)
+
+
+def test_idx_reader_and_fashion_mnist_loader(tmp_path):
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    header = b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as handle:
+        handle.write(header + images.tobytes())
+    with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as handle:
+        handle.write(b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + bytes([3, 7]))
+    loaded, labels = load_fashion_mnist("train", tmp_path)
+    np.testing.assert_array_equal(loaded, images)
+    assert labels.tolist() == [3, 7]
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        load_fashion_mnist("test", tmp_path)
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="idx"):
+        read_idx(tmp_path / "bad")
+
+
+def test_saved_splits_load_with_datasets(tmp_path):
+    from datasets import load_dataset
+
+    images, labels = blob_images()
+    records = build_mosaics(images, labels, 4, seed=0)
+    save_mosaic_splits({"train": records, "validation": records[:2]}, list("abcde"), tmp_path)
+    loaded = load_dataset(str(tmp_path))
+    assert loaded["train"].features["labels"].feature.names == list("abcde")
+    assert len(loaded["validation"]) == 2
+
+
+def test_the_embedded_dataset_is_in_hub_layout_and_small():
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    files = sorted((EMBEDDED / "data").glob("*.parquet"))
+    assert [f.name.split("-")[0] for f in files] == ["train", "validation"]
+    assert sum(f.stat().st_size for f in files) < 20 * 1024 * 1024
+    card = DatasetCard.load(EMBEDDED / "README.md")
+    assert card.data.license == "mit" and "Fashion-MNIST" in card.text
+    dataset = load_dataset(str(EMBEDDED))
+    assert dataset["train"].features["labels"].feature.names[0] == "T-shirt/top"
+    assert len(dataset["train"]) >= 3000 and len(dataset["validation"]) >= 500
+    first = dataset["validation"][0]
+    assert first["image"].size == (128, 128) and len(first["objects"]["bbox"]) == len(first["objects"]["category"])

@@ -1,0 +1,168 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+from transformers import TrainerCallback, TrainingArguments
+
+from modeling_q2l import Query2LabelForMultiLabelClassification
+from modeling_q2l.data import collate_multilabel
+from modeling_q2l.trainer import (
+    EMA_WEIGHTS_NAME,
+    TRAINING_STATE_NAME,
+    AdaptiveAsymmetryCallback,
+    ProbabilityGap,
+    Query2LabelTrainer,
+    loss_settings,
+)
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    def __init__(self, count=8, num_labels=5, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.pixels = torch.randn(count, 3, 64, 64, generator=generator)
+        self.labels = (torch.rand(count, num_labels, generator=generator) < 0.4).float()
+
+    def __len__(self):
+        return len(self.pixels)
+
+    def __getitem__(self, index):
+        return {"pixel_values": self.pixels[index], "labels": self.labels[index]}
+
+
+class GradientRecorder(TrainerCallback):
+    def __init__(self):
+        self.gradients = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.gradients = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def deterministic_model():
+    torch.manual_seed(0)
+    # Frozen BatchNorm and no dropout: micro-batches then see exactly what one big batch sees.
+    return Query2LabelForMultiLabelClassification(tiny_config(freeze_backbone_batch_norm=True, dropout=0.0, attention_dropout=0.0))
+
+
+def make_trainer(tmp_path, model=None, dataset=None, **kwargs):
+    trainer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("ema_decay", "exempt_norm_and_bias_from_decay", "backbone_learning_rate", "adaptive_asymmetry")}
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        use_cpu=True,
+        dataloader_drop_last=False,
+        **kwargs,
+    )
+    dataset = dataset or TensorDataset()
+    return Query2LabelTrainer(
+        model=model or deterministic_model(), args=args, train_dataset=dataset, eval_dataset=dataset,
+        data_collator=collate_multilabel, **trainer_kwargs,
+    )
+
+
+@pytest.mark.parametrize("batch_size,accumulation", [(4, 2), (3, 3)])
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, batch_size, accumulation):
+    def gradients(batch, steps):
+        recorder = GradientRecorder()
+        trainer = make_trainer(tmp_path / f"{batch}-{steps}", per_device_train_batch_size=batch, gradient_accumulation_steps=steps, max_steps=1)
+        trainer.add_callback(recorder)
+        trainer.train()
+        return recorder.gradients
+
+    reference = gradients(8, 1)
+    accumulated = gradients(batch_size, accumulation)  # 3 + 3 + 2 images when uneven
+    assert reference.keys() == accumulated.keys()
+    for name in reference:
+        torch.testing.assert_close(accumulated[name], reference[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_loss_is_the_config_asl_per_image(tmp_path):
+    trainer = make_trainer(tmp_path)
+    batch = collate_multilabel([trainer.train_dataset[i] for i in range(4)])
+    model = trainer.model.eval()
+    loss = trainer.compute_loss(model, batch)
+    torch.testing.assert_close(loss, model(**batch).loss)
+    halves = [collate_multilabel([trainer.train_dataset[i] for i in idx]) for idx in ([0, 1], [2, 3])]
+    summed = sum(trainer.compute_loss(model, half, num_items_in_batch=4) for half in halves)
+    torch.testing.assert_close(summed, loss)
+    assert trainer._get_num_items_in_batch([batch, halves[0]], "cpu") == 6
+    assert Query2LabelTrainer.loss_is_scaled_for_ga
+
+
+def test_optimizer_decays_everything_unless_asked(tmp_path):
+    trainer = make_trainer(tmp_path, weight_decay=0.01)
+    groups = trainer.create_optimizer().param_groups
+    assert [g["weight_decay"] for g in groups] == [0.01]
+    trainer = make_trainer(tmp_path, weight_decay=0.01, exempt_norm_and_bias_from_decay=True, backbone_learning_rate=1e-5, learning_rate=1e-3)
+    groups = trainer.create_optimizer().param_groups
+    assert sorted({g["weight_decay"] for g in groups}) == [0.0, 0.01]
+    assert sorted({g["lr"] for g in groups}) == [1e-5, 1e-3]
+    no_decay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(trainer.model.model.decoder.layer_norm.weight) in no_decay
+    assert id(trainer.model.model.decoder.layers[0].cross_attn.q_proj.bias) in no_decay
+    assert id(trainer.model.model.decoder.layers[0].cross_attn.q_proj.weight) not in no_decay
+
+
+def test_one_cycle_schedule_peaks_after_a_fifth(tmp_path):
+    trainer = make_trainer(tmp_path, learning_rate=1e-3)
+    optimizer = trainer.create_optimizer()
+    scheduler = trainer.create_scheduler(100, optimizer)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert int(np.argmax(rates)) == 20 - 1 or int(np.argmax(rates)) == 20
+    assert max(rates) == pytest.approx(1e-3) and rates[-1] < 1e-5 and rates[0] < 1e-4
+
+
+def test_ema_is_evaluated_checkpointed_and_restored(tmp_path):
+    trainer = make_trainer(tmp_path, ema_decay=0.9, per_device_train_batch_size=4, max_steps=2, save_steps=2, save_strategy="steps")
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert "eval_mAP" in metrics and "eval_ema_mAP" in metrics
+    checkpoint = tmp_path / "checkpoint-2"
+    assert (checkpoint / EMA_WEIGHTS_NAME).is_file() and (checkpoint / TRAINING_STATE_NAME).is_file()
+    ema_state = {k: v.clone() for k, v in trainer.ema.module.state_dict().items()}
+    model_state = trainer.model.state_dict()
+    assert any(not torch.equal(ema_state[k], model_state[k]) for k in ema_state)
+    restored = make_trainer(tmp_path / "other", ema_decay=0.9)
+    restored.create_optimizer_and_scheduler(num_training_steps=2)
+    restored._load_optimizer_and_scheduler(str(checkpoint))
+    for key, value in restored.ema.module.state_dict().items():
+        assert torch.equal(value, ema_state[key])
+    choice = trainer.use_better_weights()
+    assert choice in ("ema", "regular")
+
+
+def test_adaptive_asymmetry_moves_gamma_neg_toward_the_target_gap(tmp_path):
+    model = deterministic_model()
+    gap = ProbabilityGap()
+    callback = AdaptiveAsymmetryCallback(gap, target_gap=0.5, step_size=2.0)
+    start = model.config.asl_gamma_neg
+    gap.update(0.1)  # below target: gamma_neg shrinks by 2 * 0.4
+    callback.on_step_end(None, None, None, model=model)
+    assert model.config.asl_gamma_neg == pytest.approx(max(0.0, start - 0.8))
+    gap.update(0.9)
+    callback.on_step_end(None, None, None, model=model)
+    assert model.config.asl_gamma_neg == pytest.approx(max(0.0, start - 0.8) + 0.8)
+
+
+def test_adaptive_asymmetry_inside_training(tmp_path):
+    trainer = make_trainer(tmp_path, adaptive_asymmetry=(0.9, 5.0), per_device_train_batch_size=4, max_steps=2, logging_steps=1)
+    start = trainer.model.config.asl_gamma_neg
+    trainer.train()
+    assert trainer.model.config.asl_gamma_neg < start  # an untrained model's gap is far below 0.9
+    logged = [entry for entry in trainer.state.log_history if "gamma_neg" in entry]
+    assert logged and not math.isnan(logged[0]["probability_gap"])
+
+
+def test_loss_settings():
+    assert loss_settings("bce", 4, 1, 0.05) == {"asl_gamma_neg": 0.0, "asl_gamma_pos": 0.0, "asl_clip": 0.0}
+    assert loss_settings("focal", 4, 1, 0.05, focal_gamma=3) == {"asl_gamma_neg": 3, "asl_gamma_pos": 3, "asl_clip": 0.0}
+    assert loss_settings("asl", 4, 1, 0.05)["asl_clip"] == 0.05
+    with pytest.raises(ValueError, match="asl, focal or bce"):
+        loss_settings("hinge", 4, 1, 0.05)

@@ -1,0 +1,167 @@
+"""The main job end to end, on the embedded data with a tiny backbone."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_training_argv
+from huggingface_hub import ModelCard
+from transformers import TrainerCallback
+
+from modeling_q2l.run_training import main, parse_arguments, run
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    report = main(tiny_training_argv(output, "--adaptive_asymmetry", "true", "--ema_decay", "0.99"))
+    return output, report
+
+
+def test_saves_a_hub_ready_folder(trained):
+    output, report = trained
+    names = {p.name for p in output.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "eval_results.json", "README.md"} <= names
+    assert {"modeling_query2label.py", "configuration_query2label.py", "image_processing_query2label.py", "asymmetric_loss.py"} <= names
+    config = json.loads((output / "config.json").read_text())
+    assert config["id2label"]["0"] == "T-shirt/top" and "AutoModelForImageClassification" in config["auto_map"]
+    assert json.loads((output / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
+
+
+def test_reports_every_metric_and_sizes(trained):
+    output, report = trained
+    saved = json.loads((output / "eval_results.json").read_text())
+    for key in ["mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "mAP_small", "mAP_medium", "mAP_large"]:
+        assert key in saved, key
+    assert len(saved["per_label"]) == 10 and saved["num_images"] == 16
+    assert saved["weights"] in ("ema", "regular") and saved["area_thresholds"] == [576, 2304]
+    assert saved["torch_threads"] >= 1
+
+
+def test_model_card_holds_the_measured_results(trained):
+    output, report = trained
+    card = ModelCard.load(output / "README.md")
+    assert card.data.pipeline_tag == "image-classification" and "custom_code" in card.data.tags
+    measured = [r for r in card.data.eval_results if r.metric_type == "mAP"]
+    assert measured and measured[0].metric_value == pytest.approx(round(100 * report["mAP"], 2))
+    assert "embedded Fashion-MNIST mosaic" in card.text
+
+
+def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
+    output, report = trained
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import evaluate as evaluate_script
+        import predict as predict_script
+    finally:
+        sys.path.pop(0)
+    evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--area_thresholds", "576", "2304", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md")])
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images
+    assert "| small | medium | large |" in (tmp_path / "eval.md").read_text()
+
+    from PIL import Image
+
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(tmp_path / "a.png")
+    Image.new("LA", (30, 30)).save(tmp_path / "b.png")
+    capsys.readouterr()
+    predict_script.main(["--model", str(output), "--threshold", "0.0", str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    predictions = json.loads(capsys.readouterr().out)
+    assert [p["image"] for p in predictions] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert len(predictions[0]["labels"]) == 10  # threshold 0 keeps every label, best first
+    scores = [item["score"] for item in predictions[0]["labels"]]
+    assert scores == sorted(scores, reverse=True)
+    (tmp_path / "thresholds.json").write_text(json.dumps({"Bag": 1.0}))
+    predict_script.main(["--model", str(output), "--threshold", "0.0", "--thresholds", str(tmp_path / "thresholds.json"), "--format", "csv", str(tmp_path / "a.png")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "image,label,score" and len(lines) == 10 and not any(",Bag," in line for line in lines)
+    (tmp_path / "broken.jpg").write_bytes(b"no image")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        predict_script.main(["--model", str(output), str(tmp_path / "broken.jpg")])
+    (tmp_path / "bad.json").write_text(json.dumps({"Zebra": 0.3}))
+    with pytest.raises(ValueError, match="Zebra"):
+        predict_script.main(["--model", str(output), "--thresholds", str(tmp_path / "bad.json"), str(tmp_path / "a.png")])
+
+
+def test_baseline_and_other_losses(tmp_path):
+    report = main(tiny_training_argv(tmp_path, "--classifier_head", "global_average_pooling", "--loss", "bce", "--ema_decay", "0"))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForImageClassification"].endswith("Query2LabelBaselineForMultiLabelClassification")
+    assert config["asl_gamma_neg"] == 0.0 and report["weights"] == "regular"
+
+
+class Interrupt(TrainerCallback):
+    """Simulates a crash right after the checkpoint of `step` was written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monkeypatch):
+    common = ["--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no", "--max_train_samples", "40",
+              "--per_device_train_batch_size", "8", "--num_train_epochs", "2", "--ema_decay", "0.9", "--adaptive_asymmetry", "true"]  # fmt: skip
+
+    def train(output, *extra, interrupt_at=None):
+        model_args, data_args, training_args = parse_arguments(tiny_training_argv(output, *common, *extra))
+        if interrupt_at is not None:
+            from modeling_q2l import trainer as trainer_module
+
+            original_init = trainer_module.Query2LabelTrainer.__init__
+
+            def init_with_interrupt(self, *args, **kwargs):
+                original_init(self, *args, **kwargs)
+                self.add_callback(Interrupt(interrupt_at))
+
+            monkeypatch.setattr(trainer_module.Query2LabelTrainer, "__init__", init_with_interrupt)
+        try:
+            trainer, report = run(model_args, data_args, training_args)
+        finally:
+            monkeypatch.undo()
+        return trainer, report
+
+    reference, reference_report = train(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "b", interrupt_at=4)
+    assert (tmp_path / "b" / "checkpoint-4").is_dir() and not (tmp_path / "b" / "model.safetensors").exists()
+    resumed, resumed_report = train(tmp_path / "b", "--resume_from_checkpoint", str(tmp_path / "b" / "checkpoint-4"))
+    for key, value in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    for key, value in reference.ema.module.state_dict().items():
+        torch.testing.assert_close(resumed.ema.module.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert resumed.model.config.asl_gamma_neg == reference.model.config.asl_gamma_neg
+    assert resumed_report["mAP"] == reference_report["mAP"]
+
+
+def test_two_processes_end_with_identical_weights(tmp_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
+        str(REPO / "tests" / "distributed_worker.py"),
+        *tiny_training_argv(tmp_path, "--max_steps", "3", "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "true", "--ema_decay", "0.9"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = (torch.load(tmp_path / f"weights-rank{r}.pt") for r in (0, 1))
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    report = json.loads((tmp_path / "eval_results.json").read_text())
+    assert report["world_size"] == 2
+
+
+def test_bad_arguments_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="asl, focal or bce"):
+        main(tiny_training_argv(tmp_path, "--loss", "hinge"))
+    with pytest.raises(ValueError, match="No column 'picture'"):
+        main(tiny_training_argv(tmp_path, "--image_column_name", "picture"))
+    with pytest.raises(ValueError, match="Cannot load dataset"):
+        main(tiny_training_argv(tmp_path, "--dataset_name", "no-such-org/no-such-dataset"))
