@@ -42,10 +42,14 @@ class Query2LabelConfig(PreTrainedConfig):
             `modeling_q2l.pretrained_backbones.load_backbone_weights`.
         backbone_kwargs (`dict`, *optional*):
             Extra keyword arguments for `timm.create_model`, for instance `{"output_stride": 16}` for a denser
-            feature map or `{"out_indices": [3]}` for an earlier stage.
+            feature map or `{"out_indices": [3]}` for an earlier stage. `{"features_only": False}` builds the whole
+            network without its classifier and reads `forward_features` (used for Swin and TResNet, whose
+            original checkpoints timm converts under those names).
         backbone_config (`dict` or `PreTrainedConfig`, *optional*):
             A transformers backbone configuration (ResNet, ConvNeXt, Swin, CvT, ...) built with `AutoBackbone`.
             Its last `out_features` stage feeds the transformer. Takes precedence over `backbone`.
+        backbone_output_layer_norm (`bool`, *optional*, defaults to `False`):
+            Apply a LayerNorm over channels to the backbone's feature map (the official CvT backbone ends with one).
         freeze_backbone_batch_norm (`bool`, *optional*, defaults to `False`):
             Replace the backbone's BatchNorm layers by frozen ones (fixed statistics and affine parameters), as the
             official ResNet backbones do.
@@ -128,6 +132,7 @@ class Query2LabelConfig(PreTrainedConfig):
     backbone: str | None = "resnet101"
     backbone_kwargs: dict | None = None
     backbone_config: dict | PreTrainedConfig | None = None
+    backbone_output_layer_norm: bool = False
     freeze_backbone_batch_norm: bool = False
     frozen_backbone_modules: list | None = None
     num_channels: int = 3

@@ -9,75 +9,19 @@ the config, the image processor and the code files.
 import json
 import pickle
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
-from .labels import COCO_LABELS, resolve_labels
+from .labels import COCO_LABELS
+from .official_backbones import OFFICIAL_BACKBONES, check_recomputed_buffers, official_family
+
+__all__ = ["OFFICIAL_BACKBONES", "config_from_official_args", "convert_official_checkpoint", "convert_official_state_dict"]
 
 # The official state dict stores its precomputed positional encoding; ours is computed for each input size.
 _RECOMPUTED_KEYS = ("backbone.1.pe",)
-
-
-@dataclass(frozen=True)
-class OfficialBackboneFamily:
-    """How one family of official backbones maps onto a maintained implementation."""
-
-    config_kwargs: Callable[[str], dict]  # official backbone name -> Query2LabelConfig kwargs
-    convert_backbone_state_dict: Callable[[dict, str], dict]  # official backbone tensors -> our backbone tensors
-    official_prefix: str = "backbone.0."
-    image_mean: tuple = (0.485, 0.456, 0.406)
-    image_std: tuple = (0.229, 0.224, 0.225)
-    names: tuple = field(default=())
-
-
-def _resnet_config(name: str) -> dict:
-    # The official ResNets are torchvision's, with frozen BatchNorm and conv1/layer1 not trained.
-    return {
-        "backbone": name,
-        "freeze_backbone_batch_norm": True,
-        "frozen_backbone_modules": ["conv1", "bn1", "layer1"],
-    }
-
-
-def _resnet_state_dict(tensors: dict, name: str) -> dict:
-    # torchvision and timm ResNets share their parameter names.
-    return {_strip(key, "body."): value for key, value in tensors.items()}
-
-
-OFFICIAL_BACKBONES: dict[str, OfficialBackboneFamily] = {}
-
-
-def register_official_backbone(family: OfficialBackboneFamily) -> None:
-    for name in family.names:
-        OFFICIAL_BACKBONES[name] = family
-
-
-register_official_backbone(
-    OfficialBackboneFamily(
-        names=("resnet18", "resnet34", "resnet50", "resnet101"),
-        config_kwargs=_resnet_config,
-        convert_backbone_state_dict=_resnet_state_dict,
-    )
-)
-
-
-def _strip(key: str, prefix: str) -> str:
-    if not key.startswith(prefix):
-        raise KeyError(key)
-    return key[len(prefix) :]
-
-
-def official_family(backbone: str) -> OfficialBackboneFamily:
-    if backbone not in OFFICIAL_BACKBONES:
-        raise ValueError(
-            f"Unknown official backbone {backbone!r}: this converter knows {sorted(OFFICIAL_BACKBONES)}. "
-            "Check the `backbone` entry of the checkpoint's JSON config."
-        )
-    return OFFICIAL_BACKBONES[backbone]
+_BACKBONE_PREFIX = "backbone.0."
 
 
 def config_from_official_args(args: dict, labels: list[str] | None = None) -> Query2LabelConfig:
@@ -102,7 +46,7 @@ def config_from_official_args(args: dict, labels: list[str] | None = None) -> Qu
         raise ValueError(f"{len(labels)} label names given but the checkpoint has num_class={num_labels}.")
     family = official_family(args["backbone"])
     return Query2LabelConfig(
-        **family.config_kwargs(args["backbone"]),
+        **family.config_kwargs(args["backbone"], int(args["img_size"])),
         image_size=int(args["img_size"]),
         hidden_size=int(args["hidden_dim"]),
         use_input_projection=bool(args.get("keep_input_proj", False)),
@@ -160,35 +104,40 @@ def _convert_head_key(key: str, value: torch.Tensor) -> dict[str, torch.Tensor] 
     return None
 
 
-def convert_official_state_dict(state_dict: dict, backbone: str) -> dict[str, torch.Tensor]:
-    """Rename an official state dict to ours. Every key must land somewhere: leftovers are an error."""
+def convert_official_state_dict(state_dict: dict, backbone: str, model) -> dict[str, torch.Tensor]:
+    """Rename an official state dict to the keys of `model`. Every key must land somewhere: leftovers are an error.
+
+    Buffers that we recompute (the positional encoding, Swin's attention masks) are checked, not loaded."""
     family = official_family(backbone)
     state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
     converted, backbone_tensors, unmapped = {}, {}, []
     for key, value in state_dict.items():
         if key in _RECOMPUTED_KEYS or key.endswith("num_batches_tracked"):
             continue
-        if key.startswith(family.official_prefix):
-            backbone_tensors[key[len(family.official_prefix) :]] = value
+        if key.startswith(_BACKBONE_PREFIX):
+            backbone_tensors[key[len(_BACKBONE_PREFIX) :]] = value
             continue
         head = _convert_head_key(key, value)
         if head is None:
             unmapped.append(key)
         else:
             converted.update(head)
-    try:
-        backbone_converted = family.convert_backbone_state_dict(backbone_tensors, backbone)
-    except KeyError as error:
-        raise ValueError(f"Official backbone key {family.official_prefix}{error.args[0]} maps nowhere.") from error
-    converted.update({f"model.backbone.model.{key}": value for key, value in backbone_converted.items()})
     if unmapped:
         raise ValueError(f"{len(unmapped)} official keys map nowhere, e.g. {unmapped[:5]}.")
+    try:
+        loadable, recomputed = family.convert(backbone_tensors, model.model.backbone)
+    except KeyError as error:
+        raise ValueError(f"Official backbone key {_BACKBONE_PREFIX}{error.args[0]} maps nowhere.") from error
+    check_recomputed_buffers(model.model.backbone, recomputed)
+    converted.update({f"model.backbone.{key}": value for key, value in loadable.items()})
     return converted
 
 
 def load_into_model(model: torch.nn.Module, converted: dict[str, torch.Tensor]) -> None:
     """Load converted tensors strictly: a missing, unexpected or misshapen tensor is an error naming it."""
     expected = model.state_dict()
+    # BatchNorm step counters carry no weights: keep the model's own where the checkpoint has none.
+    converted = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **converted}
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
     misshapen = [
@@ -242,7 +191,7 @@ def convert_official_checkpoint(
     family = official_family(args["backbone"])
     state_dict = read_official_checkpoint(checkpoint, allow_unsafe_pickle)
     model = Query2LabelForMultiLabelClassification(config)
-    load_into_model(model, convert_official_state_dict(state_dict, args["backbone"]))
+    load_into_model(model, convert_official_state_dict(state_dict, args["backbone"], model))
     model.eval()
     processor = Query2LabelImageProcessor(
         size={"height": config.image_size, "width": config.image_size},

@@ -54,32 +54,61 @@ class Query2LabelModelOutput(ModelOutput):
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
+def _build_timm_backbone(config: Query2LabelConfig) -> tuple[nn.Module, int, bool]:
+    """A timm model returning its last feature map: `features_only` by default, or the whole network without its
+    classifier (`backbone_kwargs={"features_only": False}`, read through `forward_features`, which keeps e.g. Swin's
+    final LayerNorm). Returns the module, its channels and whether it emits NHWC."""
+    import timm
+
+    kwargs = dict(config.backbone_kwargs or {})
+    features_only = kwargs.pop("features_only", True)
+    if features_only:
+        kwargs.setdefault("out_indices", (-1,))
+    else:
+        kwargs.update(num_classes=0, global_pool="")
+    try:
+        model = timm.create_model(
+            config.backbone, pretrained=False, features_only=features_only, in_chans=config.num_channels, **kwargs
+        )
+    except RuntimeError as error:  # timm's words for an unknown name
+        raise ValueError(
+            f"Cannot build the timm backbone {config.backbone!r}: {error}. Use a name from `timm.list_models()` or "
+            "set `backbone_config` to a transformers backbone config."
+        ) from error
+    channels = model.feature_info.channels()[-1] if features_only else model.num_features
+    return model, channels, str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC")
+
+
+def _build_transformers_backbone(backbone_config) -> tuple[nn.Module, int]:
+    """`AutoBackbone` where transformers has a backbone class for the config, else the base model (e.g. CvT), whose
+    `last_hidden_state` is a feature map."""
+    from transformers import AutoBackbone, AutoModel
+    from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING_NAMES
+
+    if backbone_config.model_type in MODEL_FOR_BACKBONE_MAPPING_NAMES:
+        model = AutoBackbone.from_config(backbone_config)
+        return model, model.channels[-1]
+    model = AutoModel.from_config(backbone_config)
+    sizes = getattr(backbone_config, "embed_dim", None) or getattr(backbone_config, "hidden_sizes", None)
+    return model, sizes[-1]
+
+
 class Query2LabelBackbone(nn.Module):
-    """The vision backbone: a timm architecture or a transformers `AutoBackbone`, returning its last feature map."""
+    """The vision backbone (a timm architecture or a transformers model) returning its last feature map, with an
+    optional LayerNorm over channels on top (the official CvT backbone ends with one)."""
 
     def __init__(self, config: Query2LabelConfig):
         super().__init__()
+        self.channels_last = False
         if config.backbone_config is not None:
-            from transformers import AutoBackbone
-
-            self.model = AutoBackbone.from_config(config.backbone_config)
-            self.num_features = self.model.channels[-1]
-            self.channels_last = False
+            self.model, self.num_features = _build_transformers_backbone(config.backbone_config)
         else:
-            import timm
-
-            kwargs = {"out_indices": (-1,), **(config.backbone_kwargs or {})}
-            try:
-                self.model = timm.create_model(
-                    config.backbone, pretrained=False, features_only=True, in_chans=config.num_channels, **kwargs
-                )
-            except RuntimeError as error:  # timm's words for an unknown name
-                raise ValueError(
-                    f"Cannot build the timm backbone {config.backbone!r}: {error}. Use a name from "
-                    "`timm.list_models()` or set `backbone_config` to a transformers backbone config."
-                ) from error
-            self.num_features = self.model.feature_info.channels()[-1]
-            self.channels_last = str(getattr(self.model, "output_fmt", "NCHW")).endswith("NHWC")
+            self.model, self.num_features, self.channels_last = _build_timm_backbone(config)
+        # timm networks built whole (features_only=False) are read through forward_features
+        self.uses_forward_features = config.backbone_config is None and not (config.backbone_kwargs or {}).get(
+            "features_only", True
+        )
+        self.output_norm = nn.LayerNorm(self.num_features) if config.backbone_output_layer_norm else None
         if config.freeze_backbone_batch_norm:
             from timm.layers import freeze_batch_norm_2d
 
@@ -97,10 +126,20 @@ class Query2LabelBackbone(nn.Module):
                 parameter.requires_grad_(False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        outputs = self.model(pixel_values)
-        features = outputs.feature_maps[-1] if hasattr(outputs, "feature_maps") else outputs[-1]
+        if self.uses_forward_features:
+            features = self.model.forward_features(pixel_values)
+        else:
+            outputs = self.model(pixel_values)
+            if hasattr(outputs, "feature_maps"):
+                features = outputs.feature_maps[-1]
+            elif hasattr(outputs, "last_hidden_state"):
+                features = outputs.last_hidden_state
+            else:
+                features = outputs[-1]
         if self.channels_last:
             features = features.permute(0, 3, 1, 2)
+        if self.output_norm is not None:
+            features = self.output_norm(features.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return features  # (batch, channels, height, width)
 
 
@@ -426,6 +465,9 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
                 bound = 1 / math.sqrt(module.input_projection.in_channels)
                 init.uniform_(module.input_projection.bias, -bound, bound)
         elif isinstance(module, Query2LabelBackbone):
+            if module.output_norm is not None:
+                init.ones_(module.output_norm.weight)
+                init.zeros_(module.output_norm.bias)
             _restore_non_persistent_buffers(module, self.config)
 
 

@@ -1,5 +1,6 @@
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,16 @@ from modeling_q2l.convert_official import (
     read_official_checkpoint,
 )
 from modeling_q2l.labels import resolve_labels
+
+
+def model_for(record):
+    """The model an official config describes, on the meta device (no memory, no initialisation)."""
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+
+    args = record["official_args"]
+    config = config_from_official_args(args, labels=[str(i) for i in range(args["num_class"])])
+    with torch.device("meta"):
+        return Query2LabelForMultiLabelClassification(config)
 
 
 def convert_with_script(tmp_path, record, labels_file=True):
@@ -71,13 +82,13 @@ def test_a_key_that_maps_nowhere_is_an_error():
     state = {key: torch.zeros(1) for key, _ in record["keys"]}
     state["transformer.extra_gate.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="transformer.extra_gate.weight"):
-        convert_official_state_dict(state, "resnet18")
+        convert_official_state_dict(state, "resnet18", model_for(record))
 
 
 def test_packed_attention_projections_are_split():
     record = official_fixture(PARITY_FIXTURES[0])
     state = {key: torch.arange(torch.Size(shape).numel()).reshape(shape).float() for key, shape in record["keys"]}
-    converted = convert_official_state_dict(state, "resnet18")
+    converted = convert_official_state_dict(state, "resnet18", model_for(record))
     packed = state["transformer.decoder.layers.1.multihead_attn.in_proj_weight"]
     assert torch.equal(converted["model.decoder.layers.1.cross_attn.k_proj.weight"], packed[512:1024])
     assert converted["classifier.weight"].shape == (20, 512)
@@ -101,3 +112,30 @@ def test_a_shape_mismatch_names_the_tensor(tmp_path):
     config.write_text(json.dumps({**args, "dim_feedforward": 2048}))
     with pytest.raises(ValueError, match="linear1.weight|fc1.weight"):
         convert_official_checkpoint(checkpoint, config, labels=[str(i) for i in range(20)])
+
+
+MANIFEST = json.loads((Path(__file__).parent / "fixtures" / "other-backbones-manifest.json").read_text())
+
+
+@pytest.mark.parametrize("backbone", sorted(MANIFEST))
+def test_every_official_key_of_other_backbones_maps_to_a_tensor_of_the_same_shape(backbone):
+    record = MANIFEST[backbone]
+    model = model_for(record)
+    state = {key: torch.empty(shape, device="meta") for key, shape in record["keys"]}
+    converted = convert_official_state_dict(state, backbone, model)
+    expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert set(converted) == set(expected), (sorted(set(expected) - set(converted))[:5], sorted(set(converted) - set(expected))[:5])
+    for key, value in converted.items():
+        assert value.shape == expected[key], key
+    assert model.config.hidden_size == record["official_args"]["hidden_dim"]
+    assert model.config.image_size == record["official_args"]["img_size"]
+
+
+def test_a_swin_buffer_of_the_wrong_shape_is_reported():
+    record = MANIFEST["swin_L_384_22k"]
+    model = model_for(record)
+    state = {key: torch.empty(shape, device="meta") for key, shape in record["keys"]}
+    key = next(k for k in state if k.endswith("relative_position_index"))
+    state[key] = torch.empty(3, 3, device="meta")
+    with pytest.raises(ValueError, match="relative_position_index"):
+        convert_official_state_dict(state, "swin_L_384_22k", model)
