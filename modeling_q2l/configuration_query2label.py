@@ -192,4 +192,13 @@ class Query2LabelConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
 
+    @classmethod
+    def from_variant(cls, name: str, **overrides) -> "Query2LabelConfig":
+        """The config of a paper variant (`Q2L-R101-448`, `Q2L-SwinL-384`, ...; see `variants.VARIANTS`), with
+        optional field overrides. An unknown name raises an error listing the known ones."""
+        from .variants import variant_config
+
+        return variant_config(name, **overrides)
+
+
 __all__ = ["Query2LabelConfig"]

@@ -13,55 +13,14 @@ from pathlib import Path
 
 import torch
 
-from . import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
-from .labels import COCO_LABELS
-from .official_backbones import OFFICIAL_BACKBONES, check_recomputed_buffers, official_family
+from . import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from .official_backbones import OFFICIAL_BACKBONES, check_recomputed_buffers, config_from_official_args, official_family
 
 __all__ = ["OFFICIAL_BACKBONES", "config_from_official_args", "convert_official_checkpoint", "convert_official_state_dict"]
 
 # The official state dict stores its precomputed positional encoding; ours is computed for each input size.
 _RECOMPUTED_KEYS = ("backbone.1.pe",)
 _BACKBONE_PREFIX = "backbone.0."
-
-
-def config_from_official_args(args: dict, labels: list[str] | None = None) -> Query2LabelConfig:
-    """The `Query2LabelConfig` of an official model, from its training arguments."""
-    required = ("backbone", "img_size", "hidden_dim", "dim_feedforward", "enc_layers", "dec_layers", "nheads")
-    missing = [name for name in required if name not in args]
-    if missing:
-        raise ValueError(f"The official config lacks {missing}; pass the JSON written by the official training run.")
-    if args.get("position_embedding", "sine") != "sine":
-        raise ValueError(
-            f"position_embedding={args['position_embedding']!r} is not supported: official Q2L models use 'sine'."
-        )
-    num_labels = int(args.get("num_class", 80))
-    if labels is None:
-        if num_labels != len(COCO_LABELS):
-            raise ValueError(
-                f"The checkpoint has {num_labels} labels; COCO's 80 names do not fit. Pass --labels voc or a file "
-                "with one name per line."
-            )
-        labels = list(COCO_LABELS)
-    if len(labels) != num_labels:
-        raise ValueError(f"{len(labels)} label names given but the checkpoint has num_class={num_labels}.")
-    family = official_family(args["backbone"])
-    return Query2LabelConfig(
-        **family.config_kwargs(args["backbone"], int(args["img_size"])),
-        image_size=int(args["img_size"]),
-        hidden_size=int(args["hidden_dim"]),
-        use_input_projection=bool(args.get("keep_input_proj", False)),
-        encoder_layers=int(args["enc_layers"]),
-        decoder_layers=int(args["dec_layers"]),
-        num_attention_heads=int(args["nheads"]),
-        intermediate_size=int(args["dim_feedforward"]),
-        dropout=float(args.get("dropout", 0.1)),
-        attention_dropout=float(args.get("dropout", 0.1)),
-        pre_norm=bool(args.get("pre_norm", False)),
-        keep_first_decoder_self_attention=bool(args.get("keep_first_self_attn_dec", False)),
-        keep_other_decoder_self_attention=bool(args.get("keep_other_self_attn_dec", False)),
-        id2label=dict(enumerate(labels)),
-        label2id={name: index for index, name in enumerate(labels)},
-    )
 
 
 # Official transformer key (DETR naming) -> our key; `{qkv}` marks packed projections to split in three.
@@ -184,9 +143,16 @@ def convert_official_checkpoint(
     output_dir: str | Path | None = None,
     labels: list[str] | None = None,
     allow_unsafe_pickle: bool = False,
+    variant: str | None = None,
 ) -> tuple[Query2LabelForMultiLabelClassification, Query2LabelImageProcessor]:
-    """Convert an official release; with `output_dir`, save a folder that loads with `trust_remote_code`."""
+    """Convert an official release; with `output_dir`, save a folder that loads with `trust_remote_code`.
+
+    With `variant` (e.g. `Q2L-R101-448`) the checkpoint's arguments must describe that paper variant."""
     args = json.loads(Path(config_json).read_text(encoding="utf-8"))
+    if variant is not None:
+        from .variants import check_official_args_match
+
+        check_official_args_match(variant, args)
     config = config_from_official_args(args, labels)
     family = official_family(args["backbone"])
     state_dict = read_official_checkpoint(checkpoint, allow_unsafe_pickle)

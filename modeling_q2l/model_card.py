@@ -226,3 +226,46 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
         measured_dataset_id="fashion-mnist-mosaic" if is_embedded else data_args.dataset_name,
     )
     return render_card(content)
+
+
+def variant_card(variant, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
+    """The card of a paper variant (see `variants.VARIANTS`), with this package's measured results when given."""
+    head = (
+        f"hidden size {variant.hidden_size} (the backbone's channels, no input projection), 1 encoder and 2 decoder "
+        "layers, 4 heads, feed-forward 8192, post-norm, no self-attention among label queries"
+    )
+    content = CardContent(
+        model_name=variant.name,
+        repo_id=repo_id,
+        summary=(
+            f"Query2Label with a {variant.backbone_name} backbone ({variant.pretraining} pretraining) at "
+            f"{variant.image_size} x {variant.image_size} px, for multi-label classification of the 80 MS-COCO object "
+            "categories, converted from the official release (github SlongLiu/query2labels) with "
+            "`scripts/convert_official_checkpoint.py`, which reproduces the official logits."
+        ),
+        architecture=(
+            f"{variant.backbone_name} computes a feature map (stride {16 if 'CvT' in variant.name else 32}); a DETR-style "
+            f"transformer ({head}) lets one learnable query per label cross-attend to it, with 2-D sine positional "
+            "encodings computed for the actual input size; a per-label linear layer (GroupWiseLinear) turns each "
+            "query into a logit. `output_attentions=True` returns where each label looks."
+        ),
+        training=(
+            "Official recipe on MS-COCO 2014 train: AdamW (weight decay 1e-2), one-cycle schedule with peak learning rate "
+            f"1e-4 and 20% warm-up, batch 64-128, {variant.image_size} px square resize, RandAugment and cutout, mixed "
+            "precision, EMA of the weights (decay 0.9997); Asymmetric Loss with gamma_neg 2, gamma_pos 0, no clip."
+        ),
+        limitations=(
+            "Trained on MS-COCO: 80 everyday object categories, photographs; other domains and label sets need "
+            "fine-tuning. Scores are independent per label; the threshold (0.5 here) trades precision for recall, and "
+            "per-label thresholds chosen on held-out data do better. Inputs are square-resized as in training."
+        ),
+        license="mit",
+        datasets=["detection-datasets/coco"],
+        paper_results=[
+            {"dataset": "MS-COCO 2014 (val)", "dataset_id": "coco", "split": "validation", "metric": "mAP (reported by the paper)", "value": variant.paper_coco_map}
+        ],
+        measured=measured,
+        measured_on=measured_on,
+        measured_dataset_id=measured_dataset_id,
+    )
+    return render_card(content)

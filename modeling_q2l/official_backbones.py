@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .configuration_query2label import Query2LabelConfig
+from .labels import COCO_LABELS
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -177,3 +180,43 @@ def check_recomputed_buffers(backbone: nn.Module, recomputed: dict[str, torch.Te
     ]
     if wrong:
         raise ValueError(f"Recomputed backbone buffers do not match the checkpoint: {wrong[:5]}.")
+
+
+def config_from_official_args(args: dict, labels: list[str] | None = None) -> Query2LabelConfig:
+    """The `Query2LabelConfig` of an official model, from its training arguments."""
+    required = ("backbone", "img_size", "hidden_dim", "dim_feedforward", "enc_layers", "dec_layers", "nheads")
+    missing = [name for name in required if name not in args]
+    if missing:
+        raise ValueError(f"The official config lacks {missing}; pass the JSON written by the official training run.")
+    if args.get("position_embedding", "sine") != "sine":
+        raise ValueError(
+            f"position_embedding={args['position_embedding']!r} is not supported: official Q2L models use 'sine'."
+        )
+    num_labels = int(args.get("num_class", 80))
+    if labels is None:
+        if num_labels != len(COCO_LABELS):
+            raise ValueError(
+                f"The checkpoint has {num_labels} labels; COCO's 80 names do not fit. Pass --labels voc or a file "
+                "with one name per line."
+            )
+        labels = list(COCO_LABELS)
+    if len(labels) != num_labels:
+        raise ValueError(f"{len(labels)} label names given but the checkpoint has num_class={num_labels}.")
+    family = official_family(args["backbone"])
+    return Query2LabelConfig(
+        **family.config_kwargs(args["backbone"], int(args["img_size"])),
+        image_size=int(args["img_size"]),
+        hidden_size=int(args["hidden_dim"]),
+        use_input_projection=bool(args.get("keep_input_proj", False)),
+        encoder_layers=int(args["enc_layers"]),
+        decoder_layers=int(args["dec_layers"]),
+        num_attention_heads=int(args["nheads"]),
+        intermediate_size=int(args["dim_feedforward"]),
+        dropout=float(args.get("dropout", 0.1)),
+        attention_dropout=float(args.get("dropout", 0.1)),
+        pre_norm=bool(args.get("pre_norm", False)),
+        keep_first_decoder_self_attention=bool(args.get("keep_first_self_attn_dec", False)),
+        keep_other_decoder_self_attention=bool(args.get("keep_other_self_attn_dec", False)),
+        id2label=dict(enumerate(labels)),
+        label2id={name: index for index, name in enumerate(labels)},
+    )

@@ -22,6 +22,9 @@ class ConversionArguments:
         default=None,
         metadata={"help": "Label names: coco (default), voc, or a file (JSON list or one name per line)."},
     )
+    variant: str | None = field(
+        default=None, metadata={"help": "Paper variant the checkpoint must match, e.g. Q2L-R101-448 (optional)."}
+    )
     allow_unsafe_pickle: bool = field(
         default=False,
         metadata={"help": "Unpickle the checkpoint fully when weights_only loading fails. Only for trusted files."},
@@ -32,7 +35,12 @@ def main(argv=None):
     (args,) = HfArgumentParser(ConversionArguments).parse_args_into_dataclasses(args=argv)
     labels = resolve_labels(args.labels) if args.labels else None
     model, _ = convert_official_checkpoint(
-        args.checkpoint, args.config, args.output_dir, labels=labels, allow_unsafe_pickle=args.allow_unsafe_pickle
+        args.checkpoint,
+        args.config,
+        args.output_dir,
+        labels=labels,
+        allow_unsafe_pickle=args.allow_unsafe_pickle,
+        variant=args.variant,
     )
     print(
         f"Saved {model.config.backbone} Q2L ({model.num_parameters() / 1e6:.1f} M parameters, "

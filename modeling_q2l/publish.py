@@ -1,0 +1,191 @@
+"""Publishing a Query2Label model folder to the Hub (the logic behind `scripts/publish.py`).
+
+1. assemble the repository folder: safetensors weights, config with `auto_map`, processor config, the code files of
+   this package's version, and a model card (the variant's template plus the measured results, or the card that
+   came with the model);
+2. validate it: the card's metadata parses, and the folder loads and runs the image-classification pipeline in a
+   Python process where this package cannot be imported;
+3. upload it with `huggingface_hub` (`create_repo`, `upload_folder`), unless this is a dry run.
+"""
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import HfApi, ModelCard, get_token
+
+from .configuration_query2label import QUERY2LABEL_AUTO_MAP
+from .model_card import CardContent, render_card, variant_card
+from .remote_code_check import check_folder_without_package
+
+PACKAGE_DIR = Path(__file__).parent
+CODE_FILES = (
+    "configuration_query2label.py",
+    "modeling_query2label.py",
+    "image_processing_query2label.py",
+    "asymmetric_loss.py",
+    "variants.py",
+    "official_backbones.py",
+    "labels.py",
+)
+
+
+@dataclass
+class PublishArguments:
+    model: str = field(metadata={"help": "The model folder to publish (from train.py or the converter)."})
+    repo_id: str = field(metadata={"help": "Hub repository, e.g. ORG/q2l-resnet101-448-coco."})
+    variant: str | None = field(default=None, metadata={"help": "Paper variant whose card template to use."})
+    eval_results: str | None = field(default=None, metadata={"help": "Report of scripts/evaluate.py (JSON)."})
+    measured_on: str | None = field(
+        default=None, metadata={"help": "Words for the data the results were measured on (default: from the report)."}
+    )
+    private: bool = field(default=False, metadata={"help": "Create a private repository."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
+    commit_message: str = field(default="Upload Query2Label model", metadata={"help": "Commit message."})
+    dry_run: str | None = field(default=None, metadata={"help": "Write the repository folder here; upload nothing."})
+
+
+class PublishError(ValueError):
+    """A model folder, report or card that cannot be published as it is."""
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise PublishError(f"{what} not found: {path}.") from error
+    except json.JSONDecodeError as error:
+        raise PublishError(f"{what} at {path} is not valid JSON: {error}.") from error
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    files = sorted(model_dir.glob("model*.safetensors")) + sorted(model_dir.glob("model.safetensors.index.json"))
+    if not files:
+        legacy = [p.name for p in model_dir.glob("*.bin")]
+        hint = f" (found {legacy}: load and save_pretrained it again to get safetensors)" if legacy else ""
+        raise PublishError(f"No safetensors weights in {model_dir}{hint}.")
+    return files
+
+
+def check_report_labels(report: dict, config: dict) -> None:
+    """The report must be about this model's labels, in any order."""
+    reported = [row["label"] for row in report.get("per_label", [])]
+    model_labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    if sorted(reported) != sorted(model_labels):
+        raise PublishError(
+            f"The evaluation results are for labels {sorted(reported)[:8]}... but the model predicts "
+            f"{sorted(model_labels)[:8]}...: evaluate this model with scripts/evaluate.py."
+        )
+
+
+def build_card(args: PublishArguments, model_dir: Path, config: dict, report: dict | None) -> ModelCard:
+    measured_on = args.measured_on or (report or {}).get("dataset")
+    if report is not None and measured_on:
+        measured_on = f"{measured_on} ({report.get('eval_split', 'evaluation')} split)"
+    if args.variant is not None:
+        from .variants import get_variant
+
+        return variant_card(get_variant(args.variant), args.repo_id, report, measured_on, (report or {}).get("dataset"))
+    existing = model_dir / "README.md"
+    if report is None and existing.is_file():
+        text = existing.read_text(encoding="utf-8").replace("ORG/MODEL", args.repo_id)
+        return ModelCard(text)
+    labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
+    content = CardContent(
+        model_name=args.repo_id.split("/")[-1],
+        repo_id=args.repo_id,
+        summary=f"A Query2Label multi-label image classifier over {len(config['id2label'])} labels ({labels}).",
+        architecture=f"Backbone `{config.get('backbone') or config.get('backbone_config', {}).get('model_type')}` at "
+        f"{config.get('image_size')} px with a Query2Label head of hidden size {config.get('hidden_size')}.",
+        training="See the training run that produced this folder.",
+        limitations="Scores are independent per label; choose thresholds on held-out data of your domain.",
+        measured=report,
+        measured_on=measured_on,
+        measured_dataset_id=(report or {}).get("dataset"),
+    )
+    return render_card(content)
+
+
+def validate_card(card_path: Path) -> ModelCard:
+    try:
+        card = ModelCard.load(card_path)
+    except Exception as error:
+        raise PublishError(f"The model card {card_path} does not parse: {error}.") from error
+    data = card.data
+    problems = []
+    if data.pipeline_tag != "image-classification":
+        problems.append("pipeline_tag must be image-classification")
+    if "custom_code" not in (data.tags or []):
+        problems.append("tags must include custom_code")
+    if problems:
+        raise PublishError(f"The model card {card_path} is incomplete: {'; '.join(problems)}.")
+    return card
+
+
+def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
+    """Write the repository folder for `args.model` into `output_dir` and validate it."""
+    model_dir = Path(args.model)
+    if not model_dir.is_dir():
+        raise PublishError(f"No model folder at {model_dir}.")
+    config = _read_json(model_dir / "config.json", "The model config")
+    if config.get("model_type") != "query2label":
+        raise PublishError(f"{model_dir} holds a {config.get('model_type')!r} model, not a Query2Label one.")
+    weights = _weight_files(model_dir)
+    processor_file = model_dir / "preprocessor_config.json"
+    if not processor_file.is_file():
+        raise PublishError(f"{model_dir} has no preprocessor_config.json: save the image processor next to the model.")
+    report = _read_json(Path(args.eval_results), "The evaluation results") if args.eval_results else None
+    if report is not None:
+        check_report_labels(report, config)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for path in weights:
+        shutil.copy2(path, output_dir / path.name)
+    head_class = config.get("auto_map", {}).get("AutoModelForImageClassification")
+    config["auto_map"] = {**QUERY2LABEL_AUTO_MAP, **({"AutoModelForImageClassification": head_class} if head_class else {})}
+    (output_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    processor = _read_json(processor_file, "The processor config")
+    processor["auto_map"] = {"AutoImageProcessor": QUERY2LABEL_AUTO_MAP["AutoImageProcessor"]}
+    (output_dir / "preprocessor_config.json").write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
+    for name in CODE_FILES:
+        shutil.copy2(PACKAGE_DIR / name, output_dir / name)
+    if report is not None:
+        (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    build_card(args, model_dir, config, report).save(output_dir / "README.md")
+    validate_card(output_dir / "README.md")
+    check_folder_without_package(output_dir)
+    return output_dir
+
+
+def upload(args: PublishArguments, folder: Path, api: HfApi | None = None) -> str:
+    token = get_token()
+    if token is None:
+        raise PublishError("No Hub token: run `hf auth login` or set HF_TOKEN, or use --dry_run DIR to only write the folder.")
+    api = api or HfApi(token=token)
+    url = api.create_repo(args.repo_id, private=args.private, repo_type="model", exist_ok=True)
+    if args.revision:
+        api.create_branch(args.repo_id, branch=args.revision, exist_ok=True)
+    api.upload_folder(
+        repo_id=args.repo_id,
+        folder_path=str(folder),
+        revision=args.revision,
+        commit_message=args.commit_message,
+        repo_type="model",
+    )
+    return str(url)
+
+
+def publish(args: PublishArguments) -> str:
+    """Dry run: write and validate the folder, return its path. Otherwise also upload, return the repo URL."""
+    if args.variant is not None:
+        from .variants import get_variant
+
+        get_variant(args.variant)  # fail before any work on an unknown name
+    if args.dry_run:
+        return str(assemble_repository(args, Path(args.dry_run)))
+    with tempfile.TemporaryDirectory() as staging:
+        folder = assemble_repository(args, Path(staging) / "repo")
+        return upload(args, folder)

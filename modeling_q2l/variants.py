@@ -1,0 +1,83 @@
+"""Presets for the Query2Label models of the paper (Liu et al., 2021, Table 1 and the official releases).
+
+`Query2LabelConfig.from_variant("Q2L-R101-448")` builds the matching config (official head: 1 encoder and 2
+decoder layers, 4 heads, feed-forward 8192, hidden size equal to the backbone's channels, COCO's 80 labels).
+The COCO mAP values are the paper's, quoted for the model cards; they were not measured with this package.
+"""
+
+from dataclasses import dataclass
+
+from .official_backbones import config_from_official_args
+
+
+@dataclass(frozen=True)
+class Query2LabelVariant:
+    name: str
+    official_backbone: str  # the `backbone` argument of the official code
+    backbone_name: str  # in words, for model cards
+    image_size: int
+    hidden_size: int  # the backbone's channels: the official models have no input projection
+    pretraining: str
+    paper_coco_map: float
+
+    def official_args(self) -> dict:
+        """The official training arguments of this variant (those its JSON config holds)."""
+        return {
+            "backbone": self.official_backbone,
+            "img_size": self.image_size,
+            "hidden_dim": self.hidden_size,
+            "dim_feedforward": 8192,
+            "enc_layers": 1,
+            "dec_layers": 2,
+            "nheads": 4,
+            "dropout": 0.1,
+            "pre_norm": False,
+            "keep_input_proj": False,
+            "keep_first_self_attn_dec": False,
+            "keep_other_self_attn_dec": False,
+            "position_embedding": "sine",
+            "num_class": 80,
+        }
+
+
+VARIANTS: dict[str, Query2LabelVariant] = {
+    variant.name: variant
+    for variant in (
+        Query2LabelVariant("Q2L-R101-448", "resnet101", "ResNet-101", 448, 2048, "ImageNet-1k", 84.9),
+        Query2LabelVariant("Q2L-R101-576", "resnet101", "ResNet-101", 576, 2048, "ImageNet-1k", 86.5),
+        Query2LabelVariant("Q2L-TResL-448", "tresnetl", "TResNet-L", 448, 2432, "ImageNet-1k", 87.3),
+        Query2LabelVariant("Q2L-TResL-22k-448", "tresnetl_v2", "TResNet-L (v2)", 448, 2048, "ImageNet-22k", 89.2),
+        Query2LabelVariant("Q2L-TResXL-640", "tresnetxl", "TResNet-XL", 640, 2656, "ImageNet-1k", 89.0),
+        Query2LabelVariant("Q2L-TResL-22k-640", "tresnetl_v2", "TResNet-L (v2)", 640, 2048, "ImageNet-22k", 90.3),
+        Query2LabelVariant("Q2L-SwinL-384", "swin_L_384_22k", "Swin-L", 384, 1536, "ImageNet-22k", 90.5),
+        Query2LabelVariant("Q2L-CvT-w24-384", "CvT_w24", "CvT-w24", 384, 1024, "ImageNet-22k", 91.3),
+    )
+}
+
+
+def get_variant(name: str) -> Query2LabelVariant:
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown variant {name!r}. Known variants: {', '.join(VARIANTS)}.")
+    return VARIANTS[name]
+
+
+def variant_config(name: str, **overrides):
+    """The `Query2LabelConfig` of a paper variant; keyword arguments override single fields."""
+    config = config_from_official_args(get_variant(name).official_args())
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise ValueError(f"Query2LabelConfig has no field {key!r}.")
+        setattr(config, key, value)
+    return config
+
+
+def check_official_args_match(name: str, args: dict) -> None:
+    """An official checkpoint's arguments must describe the variant it is converted as."""
+    expected = get_variant(name).official_args()
+    different = {
+        key: (args.get(key), value) for key, value in expected.items() if key in args and args[key] != value
+    }
+    if different:
+        raise ValueError(
+            f"The checkpoint's config does not describe {name}: (checkpoint, variant) differ for {different}."
+        )

@@ -1,0 +1,145 @@
+import json
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from conftest import tiny_config
+from huggingface_hub import ModelCard
+
+from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from modeling_q2l.publish import PublishArguments, PublishError, publish
+from modeling_q2l.variants import VARIANTS, check_official_args_match
+
+REPO = Path(__file__).parents[1]
+CARDS = REPO / "model_cards"
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_builds_its_config(name):
+    variant = VARIANTS[name]
+    config = Query2LabelConfig.from_variant(name)
+    assert (config.image_size, config.hidden_size, config.num_labels) == (variant.image_size, variant.hidden_size, 80)
+    assert (config.encoder_layers, config.decoder_layers, config.num_attention_heads, config.intermediate_size) == (1, 2, 4, 8192)
+    with torch.device("meta"):
+        model = Query2LabelForMultiLabelClassification(config)  # hidden size matches the backbone's channels
+    assert model.config.id2label[0] == "person"
+
+
+def test_variant_errors_and_overrides():
+    with pytest.raises(ValueError, match="Known variants: Q2L-R101-448"):
+        Query2LabelConfig.from_variant("Q2L-R50-224")
+    assert Query2LabelConfig.from_variant("Q2L-R101-448", image_size=512).image_size == 512
+    with pytest.raises(ValueError, match="no field"):
+        Query2LabelConfig.from_variant("Q2L-R101-448", not_a_field=1)
+    check_official_args_match("Q2L-R101-576", VARIANTS["Q2L-R101-576"].official_args())
+    with pytest.raises(ValueError, match="img_size"):
+        check_official_args_match("Q2L-R101-576", {**VARIANTS["Q2L-R101-576"].official_args(), "img_size": 448})
+
+
+def test_the_paper_head_size_of_r101():
+    with torch.device("meta"):
+        model = Query2LabelForMultiLabelClassification(Query2LabelConfig.from_variant("Q2L-R101-448"))
+    assert model.num_parameters() / 1e6 == pytest.approx(193.8, abs=0.1)
+
+
+def test_model_cards_directory_holds_nine_parsable_cards():
+    cards = sorted(CARDS.glob("*.md"))
+    assert len(cards) == 9
+    for path in cards:
+        card = ModelCard.load(path)
+        data = card.data
+        assert data.library_name == "transformers" and data.pipeline_tag == "image-classification"
+        assert {"custom_code", "multi-label-image-classification"} <= set(data.tags)
+        assert data.license and data.eval_results
+        assert "trust_remote_code=True" in card.text and "top_k=None" in card.text
+        assert "@article{liu2021query2label" in card.text and "## Limitations" in card.text
+    for name, variant in VARIANTS.items():
+        card = ModelCard.load(CARDS / f"{name}.md")
+        paper = [r for r in card.data.eval_results if "paper" in (r.source_name or "")]
+        assert paper and paper[0].metric_value == variant.paper_coco_map
+        assert "reported by the paper" in card.text.lower()
+
+
+def test_variant_cards_are_up_to_date(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_model_cards", REPO / "scripts" / "generate_model_cards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--output_dir", str(tmp_path)])
+    for path in tmp_path.glob("*.md"):
+        assert path.read_text() == (CARDS / path.name).read_text(), f"{path.name}: run scripts/generate_model_cards.py"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    labels = ["cat", "dog", "car", "tree", "person"]
+    config = tiny_config(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
+    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    report = {
+        "mAP": 0.5, "mAP_voc": 0.52, "CP": 0.4, "CR": 0.6, "CF1": 0.48, "OP": 0.41, "OR": 0.62, "OF1": 0.49,
+        "num_images": 16, "threshold": 0.5, "dataset": "tiny test images", "eval_split": "validation",
+        "per_label": [{"label": n, "AP": 0.5, "positives": 3} for n in labels],
+    }  # fmt: skip
+    (folder / "eval.json").write_text(json.dumps(report))
+    return folder
+
+
+def test_dry_run_writes_a_folder_that_loads_without_the_package(model_dir, tmp_path):
+    out = tmp_path / "repo"
+    publish(PublishArguments(model=str(model_dir), repo_id="me/q2l-test", eval_results=str(model_dir / "eval.json"), dry_run=str(out)))
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "modeling_query2label.py", "eval_results.json"} <= names
+    card = ModelCard.load(out / "README.md")
+    measured = [r for r in card.data.eval_results if r.metric_type == "mAP"]
+    assert measured[0].metric_value == 50.0 and "tiny test images" in card.text
+
+
+def test_upload_calls_the_hub_with_the_assembled_folder(model_dir):
+    seen = {}
+
+    def upload_folder(**kwargs):
+        seen["files"] = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
+        seen["kwargs"] = kwargs
+
+    api = mock.MagicMock()
+    api.create_repo.return_value = "https://huggingface.co/me/q2l-test"
+    api.upload_folder.side_effect = upload_folder
+    with mock.patch("modeling_q2l.publish.HfApi", return_value=api), mock.patch("modeling_q2l.publish.get_token", return_value="hf_x"):
+        url = publish(PublishArguments(model=str(model_dir), repo_id="me/q2l-test", private=True, revision="v1", commit_message="first"))
+    assert url == "https://huggingface.co/me/q2l-test"
+    api.create_repo.assert_called_once_with("me/q2l-test", private=True, repo_type="model", exist_ok=True)
+    api.create_branch.assert_called_once_with("me/q2l-test", branch="v1", exist_ok=True)
+    assert seen["kwargs"]["repo_id"] == "me/q2l-test" and seen["kwargs"]["revision"] == "v1"
+    assert seen["kwargs"]["commit_message"] == "first"
+    assert {"model.safetensors", "config.json", "README.md", "configuration_query2label.py"} <= set(seen["files"])
+
+
+def test_publish_errors_are_clear(model_dir, tmp_path):
+    def run(**kwargs):
+        publish(PublishArguments(**{"model": str(model_dir), "repo_id": "me/x", "dry_run": str(tmp_path / "o"), **kwargs}))
+
+    with pytest.raises(ValueError, match="Known variants"):
+        run(variant="Q2L-Giant")
+    bad_report = json.loads((model_dir / "eval.json").read_text())
+    bad_report["per_label"][0]["label"] = "zebra"
+    (tmp_path / "bad.json").write_text(json.dumps(bad_report))
+    with pytest.raises(PublishError, match="evaluation results are for labels"):
+        run(eval_results=str(tmp_path / "bad.json"))
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(model_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(PublishError, match="No safetensors weights"):
+        run(model=str(no_weights))
+    broken_card = tmp_path / "broken_card"
+    shutil.copytree(model_dir, broken_card)
+    (broken_card / "README.md").write_text("---\nlicense: [unclosed\n---\n# card\n")
+    with pytest.raises(PublishError, match="does not parse"):
+        run(model=str(broken_card))
+    with mock.patch("modeling_q2l.publish.get_token", return_value=None):
+        with pytest.raises(PublishError, match="No Hub token"):
+            publish(PublishArguments(model=str(model_dir), repo_id="me/x"))
