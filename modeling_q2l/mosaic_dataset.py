@@ -45,9 +45,14 @@ def _source(args: MosaicBuildArguments) -> tuple[np.ndarray, np.ndarray, list[st
     if args.dataset_name is None:
         images, labels = load_fashion_mnist(args.dataset_split, args.fashion_mnist_dir)
         return images, labels, list(FASHION_MNIST_LABELS), f"Fashion-MNIST ({args.dataset_split} split)"
-    from datasets import ClassLabel, load_dataset
+    from datasets import ClassLabel
 
-    dataset = load_dataset(args.dataset_name, args.dataset_config_name, split=args.dataset_split)
+    from .data import load_raw_datasets
+
+    splits = load_raw_datasets(args.dataset_name, args.dataset_config_name)
+    if args.dataset_split not in splits:
+        raise ValueError(f"No split {args.dataset_split!r} in {args.dataset_name} (splits: {list(splits)}).")
+    dataset = splits[args.dataset_split]
     feature = dataset.features.get(args.label_column_name)
     if not isinstance(feature, ClassLabel):
         raise ValueError(

@@ -89,9 +89,18 @@ def build_card(args: PublishArguments, model_dir: Path, config: dict, report: di
 
         return variant_card(get_variant(args.variant), args.repo_id, report, measured_on, (report or {}).get("dataset"))
     existing = model_dir / "README.md"
-    if report is None and existing.is_file():
+    if existing.is_file():
+        written_for = model_dir / "eval_results.json"
+        if report is not None and (not written_for.is_file() or json.loads(written_for.read_text()) != report):
+            raise PublishError(
+                f"{existing} was written for other results than {args.eval_results}: pass --variant for a card "
+                "generated from a template, or remove the folder's README.md to generate a new one."
+            )
         text = existing.read_text(encoding="utf-8").replace("ORG/MODEL", args.repo_id)
-        return ModelCard(text)
+        try:
+            return ModelCard(text)
+        except Exception as error:  # YAML or metadata errors, in huggingface_hub's words
+            raise PublishError(f"The model card {existing} does not parse: {error}.") from error
     labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
     content = CardContent(
         model_name=args.repo_id.split("/")[-1],

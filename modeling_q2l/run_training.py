@@ -129,12 +129,15 @@ class Query2LabelTrainingArguments(TrainingArguments):
     """TrainingArguments with the defaults of the embedded CPU main job."""
 
     output_dir: str = field(default="outputs/q2l-fashion-mnist-mosaic", metadata={"help": "Output folder."})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs."})
+    num_train_epochs: float = field(default=3.5, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
     learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of the one-cycle schedule."})
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
-    eval_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "When to evaluate."})
+    eval_strategy: IntervalStrategy | str = field(
+        default="no",
+        metadata={"help": "When to evaluate during training (the end of training always evaluates regular and EMA weights)."},
+    )
     save_strategy: SaveStrategy | str = field(default="epoch", metadata={"help": "When to save checkpoints."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
     logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
@@ -320,10 +323,8 @@ def run(model_args, data_args, training_args):
         else None,
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    weights = trainer.use_better_weights()
+    prediction, weights = trainer.predict_with_better_weights(eval_dataset)
     logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
-
-    prediction = trainer.predict(eval_dataset)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     scores = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
     areas, thresholds = None, tuple(data_args.area_thresholds or ())

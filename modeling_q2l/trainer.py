@@ -108,7 +108,7 @@ class Query2LabelTrainer(Trainer):
     - `create_scheduler`: one-cycle (`pct_start` 0.2 by default), stepped every iteration.
     - EMA: with `ema_decay`, an exponential moving average of the weights (timm's `ModelEmaV3`, with warm-up so short
       runs work) is updated each step, saved in checkpoints, evaluated next to the regular weights
-      (`eval_ema_*` metrics) and can be swapped in at the end (`use_better_weights`).
+      (`eval_ema_*` metrics) and swapped in at the end when better (`predict_with_better_weights`).
     """
 
     loss_is_scaled_for_ga = True  # compute_loss divides by the images of the whole accumulated batch
@@ -256,16 +256,19 @@ class Query2LabelTrainer(Trainer):
         finally:
             model.load_state_dict(saved)
 
-    def use_better_weights(self, metric: str = "mAP") -> str:
-        """Evaluate regular and EMA weights; keep the better in the model. Returns `"ema"` or `"regular"`."""
+    def predict_with_better_weights(self, dataset, metric: str = "mAP"):
+        """Predict `dataset` with the regular and (if kept) the EMA weights; leave the better in the model.
+
+        Returns the better run's `PredictionOutput` and `"ema"` or `"regular"`: one pass per set of weights."""
+        prediction = self.predict(dataset)
         if self.ema is None:
-            return "regular"
-        metrics = self.evaluate()
-        regular, ema = metrics[f"eval_{metric}"], metrics[f"eval_ema_{metric}"]
-        if ema > regular:
+            return prediction, "regular"
+        with self.ema_weights():
+            ema_prediction = self.predict(dataset)
+        if ema_prediction.metrics[f"test_{metric}"] > prediction.metrics[f"test_{metric}"]:
             self.accelerator.unwrap_model(self.model).load_state_dict(self.ema.module.state_dict())
-            return "ema"
-        return "regular"
+            return ema_prediction, "ema"
+        return prediction, "regular"
 
     # -- checkpoints: EMA weights and the adapted gamma_neg travel with them ------------------------------------
 

@@ -90,3 +90,28 @@ def test_the_embedded_dataset_is_in_hub_layout_and_small():
     assert len(dataset["train"]) >= 3000 and len(dataset["validation"]) >= 500
     first = dataset["validation"][0]
     assert first["image"].size == (128, 128) and len(first["objects"]["bbox"]) == len(first["objects"]["category"])
+
+
+def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, load_dataset
+    from datasets import Image as ImageFeature
+
+    from modeling_q2l.mosaic_dataset import MosaicBuildArguments, build_mosaic_dataset
+
+    images, labels = blob_images(num_classes=3, per_class=8)
+    light = [Image.fromarray(255 - image) for image in images]  # dark objects on light ground get inverted
+    source = Dataset.from_dict(
+        {"image": light, "label": labels.tolist()},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=["x", "y", "z"])}),
+    )
+    source.to_parquet(str(tmp_path / "source.parquet"))
+    args = MosaicBuildArguments(
+        output_dir=str(tmp_path / "out"), num_train=6, num_validation=3, dataset_name=str(tmp_path / "source.parquet"),
+        image_format="PNG",
+    )  # fmt: skip
+    build_mosaic_dataset(args)
+    built = load_dataset(str(tmp_path / "out"))
+    assert built["train"].features["labels"].feature.names == ["x", "y", "z"] and len(built["validation"]) == 3
+    assert "source.parquet" in (tmp_path / "out" / "README.md").read_text()
+    with pytest.raises(ValueError, match="ClassLabel"):
+        build_mosaic_dataset(MosaicBuildArguments(output_dir=str(tmp_path / "bad"), dataset_name=str(tmp_path / "source.parquet"), label_column_name="image"))

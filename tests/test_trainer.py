@@ -127,15 +127,18 @@ def test_ema_is_evaluated_checkpointed_and_restored(tmp_path):
     checkpoint = tmp_path / "checkpoint-2"
     assert (checkpoint / EMA_WEIGHTS_NAME).is_file() and (checkpoint / TRAINING_STATE_NAME).is_file()
     ema_state = {k: v.clone() for k, v in trainer.ema.module.state_dict().items()}
-    model_state = trainer.model.state_dict()
+    model_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert any(not torch.equal(ema_state[k], model_state[k]) for k in ema_state)
     restored = make_trainer(tmp_path / "other", ema_decay=0.9)
     restored.create_optimizer_and_scheduler(num_training_steps=2)
     restored._load_optimizer_and_scheduler(str(checkpoint))
     for key, value in restored.ema.module.state_dict().items():
         assert torch.equal(value, ema_state[key])
-    choice = trainer.use_better_weights()
-    assert choice in ("ema", "regular")
+    prediction, choice = trainer.predict_with_better_weights(trainer.eval_dataset)
+    assert choice in ("ema", "regular") and prediction.predictions.shape == (8, 5)
+    expected = ema_state if choice == "ema" else model_state
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
 
 
 def test_adaptive_asymmetry_moves_gamma_neg_toward_the_target_gap(tmp_path):

@@ -1,6 +1,7 @@
 """The main job end to end, on the embedded data with a tiny backbone."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -96,6 +97,13 @@ def test_baseline_and_other_losses(tmp_path):
     assert config["asl_gamma_neg"] == 0.0 and report["weights"] == "regular"
 
 
+def test_mixed_precision_training_stays_finite(tmp_path):
+    report = main(tiny_training_argv(tmp_path, "--bf16", "true", "--use_cpu", "true", "--ema_decay", "0"))
+    assert 0.0 <= report["mAP"] <= 1.0
+    history = json.loads((tmp_path / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+    assert all(math.isfinite(entry["loss"]) for entry in history if "loss" in entry)
+
+
 class Interrupt(TrainerCallback):
     """Simulates a crash right after the checkpoint of `step` was written."""
 
@@ -165,3 +173,11 @@ def test_bad_arguments_are_clear(tmp_path):
         main(tiny_training_argv(tmp_path, "--image_column_name", "picture"))
     with pytest.raises(ValueError, match="Cannot load dataset"):
         main(tiny_training_argv(tmp_path, "--dataset_name", "no-such-org/no-such-dataset"))
+
+
+@pytest.mark.parametrize("name", ["ddp.yaml", "fsdp.yaml", "deepspeed_zero2.yaml"])
+def test_shipped_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO / "accelerate_configs" / name))
+    assert config.distributed_type.value in ("MULTI_GPU", "FSDP", "DEEPSPEED") and config.num_processes == 8
