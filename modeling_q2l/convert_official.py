@@ -8,13 +8,18 @@ the config, the image processor and the code files.
 
 import json
 import pickle
-import re
 from pathlib import Path
 
 import torch
 
 from . import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
-from .official_backbones import OFFICIAL_BACKBONES, check_recomputed_buffers, config_from_official_args, official_family
+from .official_backbones import (
+    OFFICIAL_BACKBONES,
+    check_recomputed_buffers,
+    config_from_official_args,
+    official_family,
+    rename_by_rules,
+)
 
 __all__ = ["OFFICIAL_BACKBONES", "config_from_official_args", "convert_official_checkpoint", "convert_official_state_dict"]
 
@@ -50,17 +55,14 @@ _HEAD_RULES = [
 
 
 def _convert_head_key(key: str, value: torch.Tensor) -> dict[str, torch.Tensor] | None:
-    for pattern, target in _HEAD_RULES:
-        match = re.fullmatch(pattern, key)
-        if match is None:
-            continue
-        new_key = match.expand(target)
-        if key.startswith("fc."):  # GroupWiseLinear keeps a leading batch axis of 1
-            return {new_key: value.squeeze(0)}
-        if "{qkv}" in new_key:
-            return {new_key.format(qkv=name): part for name, part in zip("qkv", value.chunk(3, dim=0))}
-        return {new_key: value}
-    return None
+    new_key = rename_by_rules(key, _HEAD_RULES)
+    if new_key is None:
+        return None
+    if key.startswith("fc."):  # GroupWiseLinear keeps a leading batch axis of 1
+        return {new_key: value.squeeze(0)}
+    if "{qkv}" in new_key:
+        return {new_key.format(qkv=name): part for name, part in zip("qkv", value.chunk(3, dim=0))}
+    return {new_key: value}
 
 
 def convert_official_state_dict(state_dict: dict, backbone: str, model) -> dict[str, torch.Tensor]:

@@ -248,6 +248,15 @@ class Query2LabelFeedForward(nn.Module):
         return self.dropout(self.fc2(hidden_states))
 
 
+def residual_block(hidden_states, layer_norm, block, pre_norm: bool, dropout: nn.Module | None = None):
+    """One residual sub-layer: `x + dropout(block(norm(x)))` with pre-norm, `norm(x + dropout(block(x)))` with
+    post-norm (DETR). `block` returns (output, attention weights or None)."""
+    normed = layer_norm(hidden_states) if pre_norm else hidden_states
+    output, weights = block(normed)
+    hidden_states = hidden_states + (dropout(output) if dropout is not None else output)
+    return (hidden_states if pre_norm else layer_norm(hidden_states)), weights
+
+
 class Query2LabelEncoderLayer(nn.Module):
     """Self-attention over feature-map positions (query = key = features + pos, value = features), then FFN."""
 
@@ -264,17 +273,14 @@ class Query2LabelEncoderLayer(nn.Module):
         self, hidden_states: torch.Tensor, position_embeddings: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # hidden_states: (batch, height * width, hidden); position_embeddings: (1, height * width, hidden)
-        normed = self.self_attn_layer_norm(hidden_states) if self.pre_norm else hidden_states
-        query_key = normed + position_embeddings
-        attn_output, attn_weights = self.self_attn(query_key, query_key, normed, output_attentions)
-        hidden_states = hidden_states + self.dropout(attn_output)
-        if not self.pre_norm:
-            hidden_states = self.self_attn_layer_norm(hidden_states)
-
-        normed = self.final_layer_norm(hidden_states) if self.pre_norm else hidden_states
-        hidden_states = hidden_states + self.mlp(normed)
-        if not self.pre_norm:
-            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states, attn_weights = residual_block(
+            hidden_states,
+            self.self_attn_layer_norm,
+            lambda x: self.self_attn(x + position_embeddings, x + position_embeddings, x, output_attentions),
+            self.pre_norm,
+            self.dropout,
+        )
+        hidden_states, _ = residual_block(hidden_states, self.final_layer_norm, lambda x: (self.mlp(x), None), self.pre_norm)
         return hidden_states, attn_weights
 
 
@@ -298,15 +304,6 @@ class Query2LabelDecoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size)
         self.dropout = nn.Dropout(config.dropout)
 
-    def _residual_block(self, hidden_states, layer_norm, block):
-        """Apply `block` to the (pre-)normed state, add it back, post-norm if configured."""
-        normed = layer_norm(hidden_states) if self.pre_norm else hidden_states
-        output, weights = block(normed)
-        hidden_states = hidden_states + self.dropout(output)
-        if not self.pre_norm:
-            hidden_states = layer_norm(hidden_states)
-        return hidden_states, weights
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -317,23 +314,22 @@ class Query2LabelDecoderLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # hidden_states: (batch, num_labels, hidden); encoder_hidden_states: (batch, height * width, hidden)
         if self.has_self_attention:
-            hidden_states, _ = self._residual_block(
+            hidden_states, _ = residual_block(
                 hidden_states,
                 self.self_attn_layer_norm,
                 lambda x: self.self_attn(x + query_position_embeddings, x + query_position_embeddings, x),
+                self.pre_norm,
+                self.dropout,
             )
         memory_keys = encoder_hidden_states + spatial_position_embeddings
-        hidden_states, cross_weights = self._residual_block(
+        hidden_states, cross_weights = residual_block(
             hidden_states,
             self.cross_attn_layer_norm,
-            lambda x: self.cross_attn(
-                x + query_position_embeddings, memory_keys, encoder_hidden_states, output_attentions
-            ),
+            lambda x: self.cross_attn(x + query_position_embeddings, memory_keys, encoder_hidden_states, output_attentions),
+            self.pre_norm,
+            self.dropout,
         )
-        normed = self.final_layer_norm(hidden_states) if self.pre_norm else hidden_states
-        hidden_states = hidden_states + self.mlp(normed)
-        if not self.pre_norm:
-            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states, _ = residual_block(hidden_states, self.final_layer_norm, lambda x: (self.mlp(x), None), self.pre_norm)
         return hidden_states, cross_weights
 
 

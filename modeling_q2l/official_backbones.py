@@ -141,12 +141,20 @@ _CVT_RULES = [
 _QKV_NAMES = {"q": "query", "k": "key", "v": "value"}
 
 
-def _cvt_key(key: str) -> str:
-    for pattern, target in _CVT_RULES:
+def rename_by_rules(key: str, rules: list[tuple[str, str]]) -> str | None:
+    """The target of the first (pattern, target) rule whose pattern matches all of `key`, or None."""
+    for pattern, target in rules:
         match = re.fullmatch(pattern, key)
         if match:
-            return match.expand(target).format(**_QKV_NAMES)
-    raise KeyError(key)
+            return match.expand(target)
+    return None
+
+
+def _cvt_key(key: str) -> str:
+    renamed = rename_by_rules(key, _CVT_RULES)
+    if renamed is None:
+        raise KeyError(key)
+    return renamed.format(**_QKV_NAMES)
 
 
 def _cvt_convert(tensors: dict, backbone: nn.Module) -> tuple[dict, dict]:

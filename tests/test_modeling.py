@@ -141,3 +141,19 @@ def test_config_defaults_are_the_official_model():
     assert (config.num_attention_heads, config.intermediate_size, config.image_size) == (4, 8192, 448)
     assert config.problem_type == "multi_label_classification"
     assert set(config.auto_map) == {"AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor"}
+
+
+def test_cvt_and_convnext_backbones_from_transformers():
+    from transformers import ConvNextConfig, CvtConfig
+
+    cvt = CvtConfig(embed_dim=[8, 16, 32], depth=[1, 2, 3], num_heads=[1, 2, 4], cls_token=[False, False, True])
+    convnext = ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, out_features=["stage2"])
+    for backbone, channels, output_norm, stride in [(cvt, 32, True, 16), (convnext, 16, False, 8)]:
+        config = Query2LabelConfig(
+            backbone_config=backbone, backbone_output_layer_norm=output_norm, num_labels=3, hidden_size=channels,
+            intermediate_size=32, num_attention_heads=2,
+        )  # fmt: skip
+        model = Query2LabelForMultiLabelClassification(config).eval()
+        outputs = model(torch.randn(2, 3, 64, 96), output_attentions=True)
+        assert outputs.logits.shape == (2, 3) and outputs.attentions[0].shape[-2:] == (64 // stride, 96 // stride)
+        assert (model.model.backbone.output_norm is not None) == output_norm
