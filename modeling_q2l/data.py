@@ -32,7 +32,11 @@ _OBJECT_LABEL_KEYS = ("category", "categories", "label", "labels", "category_id"
 
 
 class BadSampleError(ValueError):
-    """A sample whose image or labels cannot be used."""
+    """A sample whose image or labels cannot be used; `reason` is the short category counted when skipping."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -132,7 +136,7 @@ class LabelEncoder:
     def _ids_from_names(self, values) -> list[int]:
         unknown = [value for value in values if value not in self.index_of]
         if unknown:
-            raise BadSampleError(f"unknown label names {unknown} (known: {self.names})")
+            raise BadSampleError(f"unknown label names {unknown} (known: {self.names})", "unknown label names")
         return [self.index_of[value] for value in values]
 
     def __call__(self, raw) -> np.ndarray:
@@ -140,9 +144,9 @@ class LabelEncoder:
         if self.label_format == "multi_hot":
             vector = np.asarray(raw, dtype=np.float32)
             if vector.shape != (num_labels,):
-                raise BadSampleError(f"multi-hot vector of length {vector.size}, expected {num_labels}")
+                raise BadSampleError(f"multi-hot vector of length {vector.size}, expected {num_labels}", "wrong vector length")
             if not np.isin(vector, (-1.0, 0.0, 1.0)).all():
-                raise BadSampleError("multi-hot values must be 0, 1 or -1 (unknown)")
+                raise BadSampleError("multi-hot values must be 0, 1 or -1 (unknown)", "invalid multi-hot value")
             if not self.allow_empty and not (vector == 1).any():
                 raise BadSampleError("no positive label")
             return vector
@@ -156,7 +160,7 @@ class LabelEncoder:
             ids = [int(value) for value in values]
         out_of_range = [i for i in ids if not 0 <= i < num_labels]
         if out_of_range:
-            raise BadSampleError(f"label ids {out_of_range} out of range 0..{num_labels - 1}")
+            raise BadSampleError(f"label ids {out_of_range} out of range 0..{num_labels - 1}", "label id out of range")
         if not ids and not self.allow_empty:
             raise BadSampleError("empty label list")
         vector = np.zeros(num_labels, dtype=np.float32)
@@ -252,8 +256,24 @@ class PreparedSplit:
     skipped: dict  # reason -> count
 
 
-def _describe(dataset, index: int, image_column: str) -> str:
-    raw = dataset.cast_column(image_column, dataset.features[image_column].__class__(decode=False))[index][image_column]
+def _check_sample(encoder, raw_labels, raw_images, index, image_column, verify_images):
+    """(None, multi-hot vector) for a usable sample, else (the error, the reason to count it under)."""
+    try:
+        vector = encoder(raw_labels)
+    except BadSampleError as error:
+        return error, error.reason
+    except (TypeError, ValueError) as error:  # e.g. a label that is not an id
+        return error, "invalid labels"
+    if verify_images:
+        try:
+            open_image(raw_images[index][image_column])
+        except (OSError, ValueError, SyntaxError) as error:  # what PIL raises on unreadable or truncated files
+            return error, "unreadable image"
+    return None, vector
+
+
+def _describe(raw_images, index: int, image_column: str) -> str:
+    raw = raw_images[index][image_column]
     path = raw.get("path") if isinstance(raw, dict) else None
     return f"sample {index}" + (f" ({path})" if path else "")
 
@@ -278,38 +298,27 @@ def prepare_split(
             f"No column {image_column!r} in the {split_name} split (columns: {list(dataset.features)}); pass "
             "--image_column_name."
         )
-    raw_images = dataset.cast_column(image_column, ImageFeature(decode=False)) if verify_images else None
+    raw_images = dataset.cast_column(image_column, ImageFeature(decode=False))
     keep, vectors, skipped = [], [], Counter()
     for index, raw_labels in enumerate(dataset[label_column]):
-        try:
-            vectors.append(encoder(raw_labels))
-            if raw_images is not None:
-                open_image(raw_images[index][image_column])
+        problem, outcome = _check_sample(encoder, raw_labels, raw_images, index, image_column, verify_images)
+        if problem is None:  # outcome: the multi-hot vector
             keep.append(index)
-        except (BadSampleError, OSError, ValueError, SyntaxError) as error:
-            if len(vectors) > len(keep):
-                vectors.pop()
-            reason = "unreadable image" if not isinstance(error, BadSampleError) else str(error).split(" [")[0]
-            if not skip_bad_samples:
-                raise BadSampleError(
-                    f"{split_name} {_describe(dataset, index, image_column)}: {error}. Fix the data, or pass "
-                    "--skip_bad_samples to drop such samples (they are counted and reported)."
-                ) from error
-            skipped[_reason_category(reason)] += 1
+            vectors.append(outcome)
+            continue
+        if not skip_bad_samples:
+            raise BadSampleError(
+                f"{split_name} {_describe(raw_images, index, image_column)}: {problem}. Fix the data, or pass "
+                "--skip_bad_samples to drop such samples (they are counted and reported)."
+            ) from problem
+        skipped[outcome] += 1  # outcome: the reason
     if skipped:
         logger.warning("%s: skipped %d bad samples: %s", split_name, sum(skipped.values()), dict(skipped))
-    if len(keep) < len(dataset):
-        dataset = dataset.select(keep)
     if not keep:
         raise ValueError(f"The {split_name} split has no usable sample.")
+    if len(keep) < len(dataset):
+        dataset = dataset.select(keep)
     return PreparedSplit(dataset, np.stack(vectors).astype(np.float32), dict(skipped))
-
-
-def _reason_category(reason: str) -> str:
-    for category in ("unreadable image", "out of range", "unknown label names", "empty label list", "no positive label"):
-        if category in reason:
-            return category
-    return reason
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -244,7 +244,7 @@ def build_model(model_args, label_names: list[str]):
     return model, load_pretrained_backbone(model, model_args.backbone_weights)
 
 
-def image_processor_for(model_args, config) -> Query2LabelImageProcessor:
+def image_processor_for(config) -> Query2LabelImageProcessor:
     """The processor matching the backbone's pretraining normalisation (timm's pretrained config)."""
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     if config.backbone_config is None:
@@ -292,7 +292,7 @@ def run(model_args, data_args, training_args):
     logger.info("Labels (%s format): %s", encoder.label_format, encoder.names)
 
     model, backbone_source = build_model(model_args, encoder.names)
-    processor = image_processor_for(model_args, model.config)
+    processor = image_processor_for(model.config)
     transform_args = dict(image_size=model.config.image_size, mean=processor.image_mean, std=processor.image_std)
     train_dataset = MultiLabelImageDataset(
         train_split,
