@@ -124,6 +124,26 @@ def _paper_section(content: CardContent) -> str:
     )
 
 
+def replace_measured_results(card: ModelCard, report: dict, measured_on: str | None) -> ModelCard:
+    """The same card with its measured results (metadata and the `## Results` section) taken from `report`.
+
+    Results reported by the paper stay as they are."""
+    content = CardContent(
+        model_name=card.data.model_name or "model", repo_id="", summary="", architecture="", training="",
+        limitations="", measured=report, measured_on=measured_on, measured_dataset_id=report.get("dataset"),
+    )  # fmt: skip
+    kept = [r for r in card.data.eval_results or [] if "paper" in (r.source_name or "")]
+    card.data.eval_results = kept + _eval_results(content) or None
+    text = card.text
+    start, end = text.find("## Results"), text.find("## Limitations")
+    if start < 0 or end < start:
+        raise ValueError("The card has no '## Results' section before '## Limitations' to put the results in.")
+    paper = text.find("\n### Reported by the paper", start, end)
+    tail = text[paper:end] if paper >= 0 else "\n"
+    card.text = f"{text[:start]}## Results\n\n{_measured_section(content)}{tail}{text[end:]}"
+    return ModelCard(f"---\n{card.data.to_yaml()}\n---\n{card.text}")
+
+
 def render_card(content: CardContent) -> ModelCard:
     data = ModelCardData(
         model_name=content.model_name,

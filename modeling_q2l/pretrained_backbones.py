@@ -80,9 +80,16 @@ def load_timm_backbone_weights(model: torch.nn.Module, weights_file: str | Path)
 
 def load_transformers_backbone_weights(model: torch.nn.Module, folder: str | Path) -> list[str]:
     """Load the weights of a local transformers backbone folder (saved with `save_pretrained`)."""
-    from transformers import AutoBackbone
+    from transformers import AutoConfig, AutoModel
+    from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 
-    pretrained = AutoBackbone.from_pretrained(str(folder), out_features=_backbone_module(model).out_features)
+    config = AutoConfig.from_pretrained(str(folder))
+    backbone = _backbone_module(model)
+    if type(config) in MODEL_FOR_BACKBONE_MAPPING:
+        # The concrete class: AutoBackbone.from_pretrained asks the Hub about local folders too, and fails offline.
+        pretrained = MODEL_FOR_BACKBONE_MAPPING[type(config)].from_pretrained(str(folder), out_features=backbone.out_features)
+    else:  # e.g. CvT, used through its base model
+        pretrained = AutoModel.from_pretrained(str(folder))
     return load_backbone_state_dict(model, pretrained.state_dict())
 
 

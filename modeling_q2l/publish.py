@@ -17,7 +17,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, get_token
 
 from .configuration_query2label import QUERY2LABEL_AUTO_MAP
-from .model_card import CardContent, render_card, variant_card
+from .model_card import CardContent, render_card, replace_measured_results, variant_card
 from .remote_code_check import check_folder_without_package
 
 PACKAGE_DIR = Path(__file__).parent
@@ -90,17 +90,14 @@ def build_card(args: PublishArguments, model_dir: Path, config: dict, report: di
         return variant_card(get_variant(args.variant), args.repo_id, report, measured_on, (report or {}).get("dataset"))
     existing = model_dir / "README.md"
     if existing.is_file():
-        written_for = model_dir / "eval_results.json"
-        if report is not None and (not written_for.is_file() or json.loads(written_for.read_text()) != report):
-            raise PublishError(
-                f"{existing} was written for other results than {args.eval_results}: pass --variant for a card "
-                "generated from a template, or remove the folder's README.md to generate a new one."
-            )
         text = existing.read_text(encoding="utf-8").replace("ORG/MODEL", args.repo_id)
         try:
-            return ModelCard(text)
+            card = ModelCard(text)
         except Exception as error:  # YAML or metadata errors, in huggingface_hub's words
             raise PublishError(f"The model card {existing} does not parse: {error}.") from error
+        if report is not None:  # the card of the training run, with the results of scripts/evaluate.py
+            card = replace_measured_results(card, report, measured_on)
+        return card
     labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
     content = CardContent(
         model_name=args.repo_id.split("/")[-1],

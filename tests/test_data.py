@@ -169,3 +169,18 @@ def test_cutout_really_erases():
     image = Image.new("RGB", (32, 32), (255, 255, 255))
     erased = transform(image)
     assert (erased == 0).any() and (erased == 1).any()  # a mean-coloured hole in a white image
+
+
+def test_imagefolder_with_metadata(tmp_path):
+    from modeling_q2l.data import load_raw_datasets
+
+    (tmp_path / "train").mkdir()
+    rows = []
+    for index, labels in enumerate([["cat"], ["dog", "car"], ["car"]]):
+        Image.new("RGB", (16, 16), (index * 50, 0, 0)).save(tmp_path / "train" / f"{index}.png")
+        rows.append(json.dumps({"file_name": f"{index}.png", "labels": labels}))
+    (tmp_path / "train" / "metadata.jsonl").write_text("\n".join(rows))
+    dataset = load_raw_datasets(str(tmp_path))["train"]
+    encoder, split = encode(dataset)
+    assert encoder.label_format == "names" and encoder.names == ["car", "cat", "dog"]
+    assert split.labels.sum() == 4

@@ -143,3 +143,19 @@ def test_publish_errors_are_clear(model_dir, tmp_path):
     with mock.patch("modeling_q2l.publish.get_token", return_value=None):
         with pytest.raises(PublishError, match="No Hub token"):
             publish(PublishArguments(model=str(model_dir), repo_id="me/x"))
+
+
+def test_a_training_card_gets_the_results_of_evaluate(model_dir, tmp_path):
+    from modeling_q2l.model_card import CardContent, render_card
+
+    folder = tmp_path / "trained"
+    shutil.copytree(model_dir, folder)
+    old = {**json.loads((model_dir / "eval.json").read_text()), "mAP": 0.11}
+    card = render_card(CardContent(model_name="demo", repo_id="ORG/MODEL", summary="A demo.", architecture="Arch.", training="Recipe text.", limitations="Limits.", measured=old, measured_on="old data"))
+    card.save(folder / "README.md")
+    out = tmp_path / "repo"
+    publish(PublishArguments(model=str(folder), repo_id="me/demo", eval_results=str(model_dir / "eval.json"), dry_run=str(out)))
+    published = ModelCard.load(out / "README.md")
+    assert [r.metric_value for r in published.data.eval_results if r.metric_type == "mAP"] == [50.0]
+    assert "Recipe text." in published.text and "| 50.00 |" in published.text and "11.00" not in published.text
+    assert 'model="me/demo"' in published.text

