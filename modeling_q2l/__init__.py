@@ -32,7 +32,7 @@ Query2LabelImageProcessor.register_for_auto_class("AutoImageProcessor")
 AutoConfig.register("query2label", Query2LabelConfig, exist_ok=True)
 AutoModel.register(Query2LabelConfig, Query2LabelModel, exist_ok=True)
 AutoModelForImageClassification.register(Query2LabelConfig, Query2LabelForMultiLabelClassification, exist_ok=True)
-AutoImageProcessor.register(Query2LabelConfig, Query2LabelImageProcessor, exist_ok=True)
+AutoImageProcessor.register(Query2LabelConfig, image_processor_classes={"torchvision": Query2LabelImageProcessor}, exist_ok=True)
 
 
 def model_class_for(config: Query2LabelConfig):
