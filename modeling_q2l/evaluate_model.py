@@ -5,7 +5,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from .data import (
     MultiLabelImageDataset,

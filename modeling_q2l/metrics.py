@@ -24,6 +24,12 @@ def _as_numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
+def sigmoid_scores(logits) -> np.ndarray:
+    """Probabilities from logits (numpy or torch), without overflow warnings for extreme logits."""
+    logits = _as_numpy(logits).astype(np.float64)
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+
 def _validate(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = _as_numpy(scores).astype(np.float64), _as_numpy(labels)
     if scores.ndim != 2 or scores.shape != labels.shape:
@@ -130,4 +136,4 @@ def multilabel_metrics(scores, labels, threshold: float = 0.5, top_k: int = 3) -
     return results
 
 
-__all__ = ["average_precision_per_label", "multilabel_metrics"]
+__all__ = ["average_precision_per_label", "multilabel_metrics", "sigmoid_scores"]

@@ -476,6 +476,7 @@ def _restore_non_persistent_buffers(backbone: Query2LabelBackbone, config: Query
         f"{module_name}.{buffer}".lstrip(".")
         for module_name, module in backbone.named_modules()
         for buffer in module._non_persistent_buffers_set
+        if module._buffers.get(buffer) is not None  # e.g. Swin's attention mask when it is built per forward
     ]
     if not names:
         return

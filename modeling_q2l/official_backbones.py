@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | resnet18/34/50/101 | timm `resnet*` (torchvision names), frozen BatchNorm | identity |
 | tresnetl, tresnetxl, tresnetl_v2 | timm `tresnet_l`, `tresnet_xl`, `tresnet_v2_l` | timm's `tresnet.checkpoint_filter_fn` |
-| swin_{B,L}_{224,384}_22k | timm `swin_{base,large}_patch4_window{7,12}_{224,384}` | timm's `swin_transformer.checkpoint_filter_fn` |
+| swin_{B,L}_{224,384}_22k | timm `swin_{base,large}_patch4_window{7,12}_{224,384}`, any input size | timm's `swin_transformer.checkpoint_filter_fn` |
 | CvT_w24 | transformers `CvtModel` + a final LayerNorm | the rename table below |
 
 Each family turns the official backbone tensors (keys after `backbone.0.`) into keys of `Query2LabelBackbone`
@@ -99,7 +99,12 @@ _SWIN_RECOMPUTED = ("relative_position_index", "attn_mask")
 
 
 def _swin_config(name: str, image_size: int) -> dict:
-    return {"backbone": _SWIN_TIMM_NAMES[name], "backbone_kwargs": {"features_only": False, "img_size": image_size}}
+    # dynamic_img_size: attention masks are built for the actual input, so any resolution works (the official code
+    # precomputes them for one size).
+    return {
+        "backbone": _SWIN_TIMM_NAMES[name],
+        "backbone_kwargs": {"features_only": False, "img_size": image_size, "dynamic_img_size": True},
+    }
 
 
 def _swin_convert(tensors: dict, backbone: nn.Module) -> tuple[dict, dict]:
@@ -178,13 +183,19 @@ def official_family(backbone: str) -> OfficialBackboneFamily:
     return OFFICIAL_BACKBONES[backbone]
 
 
+def _recomputed_per_forward(backbone: nn.Module, key: str) -> bool:
+    """Swin blocks with dynamic masks build `attn_mask` in every forward instead of keeping a buffer."""
+    module_name, _, name = key.rpartition(".")
+    return name == "attn_mask" and getattr(backbone.get_submodule(module_name), "dynamic_mask", False)
+
+
 def check_recomputed_buffers(backbone: nn.Module, recomputed: dict[str, torch.Tensor]) -> None:
-    """Buffers our implementation recomputes must exist with the official shape."""
+    """Buffers our implementation recomputes must exist with the official shape (or be rebuilt in each forward)."""
     buffers = dict(backbone.named_buffers())
     wrong = [
         f"{key}: official {tuple(value.shape)}, ours {tuple(buffers[key].shape) if key in buffers else 'absent'}"
         for key, value in recomputed.items()
-        if key not in buffers or buffers[key].shape != value.shape
+        if not _recomputed_per_forward(backbone, key) and (key not in buffers or buffers[key].shape != value.shape)
     ]
     if wrong:
         raise ValueError(f"Recomputed backbone buffers do not match the checkpoint: {wrong[:5]}.")

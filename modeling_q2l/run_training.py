@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
@@ -30,6 +29,7 @@ from .data import (
     prepare_split,
 )
 from .evaluation import COCO_AREA_THRESHOLDS, evaluation_report, largest_object_areas, report_to_markdown
+from .metrics import sigmoid_scores
 from .mosaic import MOSAIC_AREA_THRESHOLDS
 from .pretrained_backbones import load_pretrained_backbone
 from .trainer import Query2LabelTrainer, loss_settings
@@ -326,7 +326,7 @@ def run(model_args, data_args, training_args):
     prediction, weights = trainer.predict_with_better_weights(eval_dataset)
     logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    scores = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+    scores = sigmoid_scores(logits)
     areas, thresholds = None, tuple(data_args.area_thresholds or ())
     if "objects" in eval_split.dataset.features:
         thresholds = thresholds or (MOSAIC_AREA_THRESHOLDS if data_args.dataset_name is None else COCO_AREA_THRESHOLDS)

@@ -8,11 +8,10 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .metrics import multilabel_metrics
+from .metrics import multilabel_metrics, sigmoid_scores
 from .modeling_query2label import asymmetric_loss_from_config
 
 logger = logging.getLogger(__name__)
@@ -54,7 +53,8 @@ class ProbabilityGap:
 class AdaptiveAsymmetryCallback(TrainerCallback):
     """Adaptive asymmetry (ASL paper, section 2.7): after every step,
     gamma_neg <- max(0, gamma_neg + step_size * (gap - target_gap)), where gap is the batch's mean positive
-    probability minus its mean negative probability. Logs `gamma_neg` and `probability_gap`."""
+    probability minus its mean negative probability. The trainer logs `gamma_neg` and the mean `probability_gap`
+    since the previous log."""
 
     def __init__(self, gap: ProbabilityGap, target_gap: float, step_size: float):
         self.gap, self.target_gap, self.step_size = gap, target_gap, step_size
@@ -64,7 +64,6 @@ class AdaptiveAsymmetryCallback(TrainerCallback):
             return
         config = getattr(model, "module", model).config
         config.asl_gamma_neg = max(0.0, config.asl_gamma_neg + self.step_size * (self.gap.last - self.target_gap))
-
 
 
 class EmaCallback(TrainerCallback):
@@ -91,7 +90,7 @@ def compute_multilabel_metrics(eval_prediction) -> dict:
     """`compute_metrics` for the Trainer: every metric of `metrics.multilabel_metrics` on sigmoid scores."""
     logits, labels = eval_prediction.predictions, eval_prediction.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
-    scores = 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+    scores = sigmoid_scores(logits)
     results = multilabel_metrics(scores, labels)
     results.pop("AP")
     return results

@@ -157,3 +157,23 @@ def test_cvt_and_convnext_backbones_from_transformers():
         outputs = model(torch.randn(2, 3, 64, 96), output_attentions=True)
         assert outputs.logits.shape == (2, 3) and outputs.attentions[0].shape[-2:] == (64 // stride, 96 // stride)
         assert (model.model.backbone.output_norm is not None) == output_norm
+
+
+def test_swin_backbone_through_forward_features_at_any_size(tmp_path):
+    # The layout the Swin converter uses: the whole timm network, final LayerNorm included, masks built per input.
+    config = Query2LabelConfig(
+        backbone="swin_tiny_patch4_window7_224", backbone_kwargs={"features_only": False, "dynamic_img_size": True},
+        num_labels=3, hidden_size=768, intermediate_size=64, num_attention_heads=4, encoder_layers=0, decoder_layers=1,
+    )  # fmt: skip
+    with torch.device("meta"):
+        keys = set(Query2LabelForMultiLabelClassification(config).state_dict())
+    assert "model.backbone.model.norm.weight" in keys and not any("head" in key for key in keys)
+    model = Query2LabelForMultiLabelClassification(config).eval()
+    for height, width in [(224, 224), (160, 288)]:
+        outputs = model(torch.randn(1, 3, height, width), output_attentions=True)
+        assert outputs.logits.shape == (1, 3) and outputs.attentions[0].shape[-2:] == (height // 32, width // 32)
+    # Swin's relative position index is not saved: loading on the meta device must rebuild it.
+    model.save_pretrained(tmp_path)
+    reloaded = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path).eval()
+    pixels = torch.randn(1, 3, 224, 224)
+    torch.testing.assert_close(reloaded(pixels).logits, model(pixels).logits)
