@@ -150,9 +150,17 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
     assert resumed_report["mAP"] == reference_report["mAP"]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_processes_end_with_identical_weights(tmp_path):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29631",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
         str(REPO / "tests" / "distributed_worker.py"),
         *tiny_training_argv(tmp_path, "--max_steps", "3", "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "true", "--ema_decay", "0.9"),
     ]  # fmt: skip
