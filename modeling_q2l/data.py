@@ -28,7 +28,7 @@ from .image_processing_query2label import to_eight_bit
 logger = logging.getLogger(__name__)
 
 LABEL_FORMATS = ("auto", "ids", "names", "multi_hot", "objects")
-_OBJECT_LABEL_KEYS = ("category", "categories", "label", "labels", "category_id")
+OBJECT_LABEL_KEYS = ("category", "categories", "label", "labels", "category_id")
 
 
 class BadSampleError(ValueError):
@@ -139,6 +139,10 @@ class LabelEncoder:
             raise BadSampleError(f"unknown label names {unknown} (known: {self.names})", "unknown label names")
         return [self.index_of[value] for value in values]
 
+    def label_index(self, category) -> int:
+        """The label index of one object category, given by name or by id."""
+        return self.index_of[category] if isinstance(category, str) else int(category)
+
     def __call__(self, raw) -> np.ndarray:
         num_labels = len(self.names)
         if self.label_format == "multi_hot":
@@ -168,8 +172,15 @@ class LabelEncoder:
         return vector
 
 
-def detect_label_format(dataset, label_column: str, label_names: list[str] | None = None, label_format: str = "auto"):
-    """Work out the label format of `label_column` and the label names; returns a `LabelEncoder`."""
+def detect_label_format(
+    dataset,
+    label_column: str,
+    label_names: list[str] | None = None,
+    label_format: str = "auto",
+    allow_empty: bool = False,
+):
+    """Work out the label format of `label_column` and the label names; returns a `LabelEncoder` (which accepts
+    samples without labels when `allow_empty`)."""
     from datasets import ClassLabel
 
     if label_column not in dataset.features:
@@ -184,10 +195,10 @@ def detect_label_format(dataset, label_column: str, label_names: list[str] | Non
     object_key = None
     names = list(label_names) if label_names else None
     if kind == "objects" or label_format == "objects":
-        object_key = next((key for key in _OBJECT_LABEL_KEYS if key in feature), None)
+        object_key = next((key for key in OBJECT_LABEL_KEYS if key in feature), None)
         if object_key is None:
             raise ValueError(
-                f"Column {label_column!r} holds objects without a category list (looked for {_OBJECT_LABEL_KEYS})."
+                f"Column {label_column!r} holds objects without a category list (looked for {OBJECT_LABEL_KEYS})."
             )
         inner = feature[object_key].feature if hasattr(feature[object_key], "feature") else feature[object_key]
         names = names or (inner.names if isinstance(inner, ClassLabel) else None)
@@ -212,7 +223,16 @@ def detect_label_format(dataset, label_column: str, label_names: list[str] | Non
             f"Column {label_column!r} holds integer class ids without names: pass --class_names (a names file or a "
             "comma-separated list)."
         )
-    return LabelEncoder(kind, list(names), object_key)
+    return LabelEncoder(kind, list(names), object_key, allow_empty)
+
+
+def resolve_label_column(dataset, requested: str | None) -> str:
+    if requested:
+        return requested
+    for candidate in ("labels", "label", "objects", "tags"):
+        if candidate in dataset.features:
+            return candidate
+    raise ValueError(f"Cannot tell which column holds the labels ({list(dataset.features)}): pass --label_column_name.")
 
 
 def _looks_multi_hot(rows) -> bool:

@@ -15,6 +15,7 @@ from .data import (
     load_raw_datasets,
     parse_label_names,
     prepare_split,
+    resolve_label_column,
 )
 from .evaluation import COCO_AREA_THRESHOLDS, evaluation_report, largest_object_areas, predict_scores, report_to_markdown
 from .inference import load_classifier
@@ -74,11 +75,10 @@ def run_evaluation(args: EvaluationArguments) -> dict:
     dataset = _load_split(args)
     if args.max_eval_samples is not None:
         dataset = dataset.select(range(min(args.max_eval_samples, len(dataset))))
-    from .run_training import resolve_label_column
-
     label_column = resolve_label_column(dataset, args.label_column_name)
-    encoder = detect_label_format(dataset, label_column, parse_label_names(args.class_names), args.label_format)
-    encoder.allow_empty = args.allow_empty_labels
+    encoder = detect_label_format(
+        dataset, label_column, parse_label_names(args.class_names), args.label_format, args.allow_empty_labels
+    )
     split = prepare_split(
         dataset, encoder, args.image_column_name, label_column, skip_bad_samples=args.skip_bad_samples, split_name=args.split
     )
@@ -92,8 +92,7 @@ def run_evaluation(args: EvaluationArguments) -> dict:
         to_model = {name: model_names.index(name) for name in encoder.names}
 
         def category_to_label(category):
-            name = category if isinstance(category, str) else encoder.names[int(category)]
-            return to_model[name]
+            return to_model[encoder.names[encoder.label_index(category)]]
 
         areas = largest_object_areas(split.dataset["objects"], category_to_label, len(model_names))
     thresholds = tuple(args.area_thresholds or COCO_AREA_THRESHOLDS)

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from .data import OBJECT_LABEL_KEYS
 from .metrics import average_precision_per_label, multilabel_metrics
 
 COCO_AREA_THRESHOLDS = (32**2, 96**2)
@@ -39,7 +40,7 @@ def largest_object_areas(objects: list[dict], category_to_label, num_labels: int
 
 
 def _category_key(annotation: dict) -> str:
-    for key in ("category", "categories", "label", "labels", "category_id"):
+    for key in OBJECT_LABEL_KEYS:
         if key in annotation:
             return key
     raise ValueError(f"Objects without a category list: {sorted(annotation)}.")

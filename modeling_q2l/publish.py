@@ -21,15 +21,18 @@ from .model_card import CardContent, render_card, replace_measured_results, vari
 from .remote_code_check import check_folder_without_package
 
 PACKAGE_DIR = Path(__file__).parent
-CODE_FILES = (
-    "configuration_query2label.py",
-    "modeling_query2label.py",
-    "image_processing_query2label.py",
-    "asymmetric_loss.py",
-    "variants.py",
-    "official_backbones.py",
-    "labels.py",
-)
+# The modules the auto_map names; what they import is found the way `save_pretrained` finds it.
+ENTRY_FILES = ("configuration_query2label.py", "modeling_query2label.py", "image_processing_query2label.py")
+
+
+def code_files() -> list[Path]:
+    """The code files a Hub repository needs: the auto_map modules and their relative imports."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    files = {PACKAGE_DIR / name for name in ENTRY_FILES}
+    for name in ENTRY_FILES:
+        files.update(Path(path) for path in get_relative_import_files(str(PACKAGE_DIR / name)))
+    return sorted(files)
 
 
 @dataclass
@@ -155,8 +158,8 @@ def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
     processor = _read_json(processor_file, "The processor config")
     processor["auto_map"] = {"AutoImageProcessor": QUERY2LABEL_AUTO_MAP["AutoImageProcessor"]}
     (output_dir / "preprocessor_config.json").write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
-    for name in CODE_FILES:
-        shutil.copy2(PACKAGE_DIR / name, output_dir / name)
+    for path in code_files():
+        shutil.copy2(path, output_dir / path.name)
     if report is not None:
         (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2) + "\n")
 

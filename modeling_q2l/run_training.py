@@ -27,6 +27,7 @@ from .data import (
     load_raw_datasets,
     parse_label_names,
     prepare_split,
+    resolve_label_column,
 )
 from .evaluation import COCO_AREA_THRESHOLDS, evaluation_report, largest_object_areas, report_to_markdown
 from .metrics import sigmoid_scores
@@ -197,15 +198,6 @@ def load_splits(data_args):
     return train, evaluation
 
 
-def resolve_label_column(dataset, requested: str | None) -> str:
-    if requested:
-        return requested
-    for candidate in ("labels", "label", "objects", "tags"):
-        if candidate in dataset.features:
-            return candidate
-    raise ValueError(f"Cannot tell which column holds the labels ({list(dataset.features)}): pass --label_column_name.")
-
-
 def build_model(model_args, label_names: list[str]):
     """A new model (pretrained backbone loaded explicitly) or a saved one; returns (model, backbone weights source)."""
     id2label = dict(enumerate(label_names))
@@ -278,8 +270,9 @@ def run(model_args, data_args, training_args):
 
     train_raw, eval_raw = load_splits(data_args)
     label_column = resolve_label_column(train_raw, data_args.label_column_name)
-    encoder = detect_label_format(train_raw, label_column, parse_label_names(data_args.class_names), data_args.label_format)
-    encoder.allow_empty = data_args.allow_empty_labels
+    encoder = detect_label_format(
+        train_raw, label_column, parse_label_names(data_args.class_names), data_args.label_format, data_args.allow_empty_labels
+    )
     prepare = dict(
         encoder=encoder,
         image_column=data_args.image_column_name,
@@ -330,7 +323,7 @@ def run(model_args, data_args, training_args):
     areas, thresholds = None, tuple(data_args.area_thresholds or ())
     if "objects" in eval_split.dataset.features:
         thresholds = thresholds or (MOSAIC_AREA_THRESHOLDS if data_args.dataset_name is None else COCO_AREA_THRESHOLDS)
-        areas = largest_object_areas(eval_split.dataset["objects"], _category_mapper(encoder), len(encoder.names))
+        areas = largest_object_areas(eval_split.dataset["objects"], encoder.label_index, len(encoder.names))
     report = evaluation_report(scores, eval_split.labels, encoder.names, areas, thresholds or COCO_AREA_THRESHOLDS)
     report.update(
         {
@@ -351,13 +344,6 @@ def run(model_args, data_args, training_args):
         print(report_to_markdown(report))
         print(f"\nSaved to {training_args.output_dir} ({report['total_runtime_s']} s in all)")
     return trainer, report
-
-
-def _category_mapper(encoder):
-    def to_label(category):
-        return encoder.index_of[category] if isinstance(category, str) else int(category)
-
-    return to_label
 
 
 def save_outputs(trainer, processor, report, model_args, data_args, training_args) -> None:
