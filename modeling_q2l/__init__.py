@@ -1,27 +1,32 @@
 """Query2Label for the Hugging Face ecosystem.
 
+The package is folders by concept:
+- `model/`: the code saved next to the weights (configuration, modeling, image processing, loss);
+- `data/`: loading datasets, label formats, the preprocessing path, mosaics;
+- `evaluation/`: metrics, reports, evaluation and prediction runners;
+- `hub/`: paper presets, official-checkpoint conversion, pretrained backbones, model cards, publishing;
+- `training/`: arguments, the Trainer subclass, its callbacks and the main job.
+
 Importing the package registers the Query2Label classes with the transformers Auto classes, and marks them so that
-`save_pretrained` writes an `auto_map` and copies the code files next to the weights (for `trust_remote_code`).
+`save_pretrained` writes an `auto_map` and copies the model folder's files next to the weights.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageClassification,
-)
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
-from .asymmetric_loss import AsymmetricLoss
-from .configuration_query2label import Query2LabelConfig
-from .image_processing_query2label import Query2LabelImageProcessor
-from .modeling_query2label import (
+from .hub.presets import PRESETS, variant_config
+from .model import (
+    AsymmetricLoss,
     Query2LabelBaselineForMultiLabelClassification,
+    Query2LabelConfig,
     Query2LabelForMultiLabelClassification,
+    Query2LabelImageClassifierOutput,
+    Query2LabelImageProcessor,
     Query2LabelModel,
+    Query2LabelModelOutput,
     Query2LabelPreTrainedModel,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 Query2LabelConfig.register_for_auto_class()
 Query2LabelModel.register_for_auto_class("AutoModel")
@@ -41,12 +46,18 @@ def model_class_for(config: Query2LabelConfig):
         return Query2LabelBaselineForMultiLabelClassification
     return Query2LabelForMultiLabelClassification
 
+
 __all__ = [
+    "PRESETS",
     "AsymmetricLoss",
     "Query2LabelBaselineForMultiLabelClassification",
     "Query2LabelConfig",
     "Query2LabelForMultiLabelClassification",
+    "Query2LabelImageClassifierOutput",
     "Query2LabelImageProcessor",
     "Query2LabelModel",
+    "Query2LabelModelOutput",
     "Query2LabelPreTrainedModel",
+    "model_class_for",
+    "variant_config",
 ]

@@ -20,8 +20,13 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from modeling_q2l import Query2LabelBaselineForMultiLabelClassification, Query2LabelConfig, Query2LabelForMultiLabelClassification
-from modeling_q2l.metrics import multilabel_metrics
+from modeling_q2l import (
+    Query2LabelBaselineForMultiLabelClassification,
+    Query2LabelConfig,
+    Query2LabelForMultiLabelClassification,
+    variant_config,
+)
+from modeling_q2l.evaluation.metrics import multilabel_metrics
 
 
 @dataclass
@@ -69,7 +74,7 @@ def throughput(model, batch: int, repeats: int, train: bool) -> float:
 
 
 def head_time(attention: str, repeats: int) -> float:
-    config = Query2LabelConfig.from_variant("Q2L-R101-448")
+    config = variant_config("Q2L-R101-448")
     config._attn_implementation = attention
     model = Query2LabelForMultiLabelClassification(config).model.eval()
     features = torch.randn(8, 14 * 14, 2048)
@@ -78,7 +83,7 @@ def head_time(attention: str, repeats: int) -> float:
 
     def run():
         with torch.no_grad():
-            memory, _ = model.encoder(features, position)
+            memory, _, _ = model.encoder(features, position)
             model.decoder(torch.zeros_like(queries), memory, queries, position)
 
     return median_seconds(run, repeats)

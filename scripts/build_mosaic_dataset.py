@@ -11,14 +11,24 @@ Any single-label dataset on the Hub or on disk works too:
     python scripts/build_mosaic_dataset.py --dataset_name mnist --label_column_name label --output_dir mnist-mosaic
 """
 
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from modeling_q2l.mosaic_dataset import MosaicBuildArguments, build_mosaic_dataset
+from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
+
+
+# The entry point's defaults: the repository's embedded dataset, from the Debian `dataset-fashion-mnist` files.
+DEFAULTS = {
+    "output_dir": str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"),
+    "fashion_mnist_dir": "/usr/share/datasets/fashion-mnist",
+}
 
 
 def main(argv=None):
-    (args,) = HfArgumentParser(MosaicBuildArguments).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser(MosaicBuildArguments)
+    parser.set_defaults(**DEFAULTS)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     paths = build_mosaic_dataset(args)
     for split, path in paths.items():
         print(f"{split}: {path}")

@@ -7,7 +7,7 @@ boxes, mAP by object size. Writes JSON (--output) and Markdown (--markdown); pri
 
 from transformers import HfArgumentParser
 
-from modeling_q2l.evaluate_model import EvaluationArguments, run_evaluation
+from modeling_q2l.evaluation.evaluate import EvaluationArguments, run_evaluation
 
 
 def main(argv=None):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from modeling_q2l.model_card import variant_card
-from modeling_q2l.variants import VARIANTS
+from modeling_q2l.hub.model_card import variant_card
+from modeling_q2l.hub.presets import VARIANTS
 
 
 @dataclass

@@ -7,7 +7,7 @@
 
 from transformers import HfArgumentParser
 
-from modeling_q2l.publish import PublishArguments, publish
+from modeling_q2l.hub.publish import PublishArguments, publish
 
 
 def main(argv=None):

@@ -7,7 +7,13 @@
 Arguments: `python scripts/train.py --help` (model, data and TrainingArguments, plus Q2L and ASL options).
 """
 
-from modeling_q2l.run_training import main
+from pathlib import Path
+
+from modeling_q2l.training.main import main
+
+# The entry point's defaults: the embedded dataset of this repository (the package never assumes a data folder).
+EMBEDDED_DATASET = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"
+DEFAULTS = {"dataset_name": str(EMBEDDED_DATASET)}
 
 if __name__ == "__main__":
-    main()
+    main(defaults=DEFAULTS)

@@ -76,6 +76,7 @@ EMBEDDED_DATASET = Path(__file__).parents[1] / "data" / "fashion-mnist-mosaic"
 def tiny_training_argv(output_dir, *extra) -> list[str]:
     """Arguments of a seconds-long training run on the embedded set with timm's tiny test_resnet."""
     return [
+        "--dataset_name", str(EMBEDDED_DATASET),
         "--backbone", "test_resnet",
         "--image_size", "64",
         "--hidden_size", "32",

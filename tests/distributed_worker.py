@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_q2l.run_training import parse_arguments, run
+from modeling_q2l.training.main import parse_arguments, run
 
 if __name__ == "__main__":
     model_args, data_args, training_args = parse_arguments(sys.argv[1:])

@@ -7,12 +7,12 @@ import torch
 from conftest import PARITY_FIXTURES, fixture_input, official_fixture, write_official_release
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-from modeling_q2l.convert_official import (
+from modeling_q2l.hub.convert_official import (
     config_from_official_args,
     convert_official_state_dict,
     read_official_checkpoint,
 )
-from modeling_q2l.labels import resolve_labels
+from modeling_q2l.data.labels import resolve_labels
 
 
 def model_for(record):
@@ -104,7 +104,7 @@ def test_untrusted_pickles_need_the_explicit_option(tmp_path):
 
 
 def test_a_shape_mismatch_names_the_tensor(tmp_path):
-    from modeling_q2l.convert_official import convert_official_checkpoint
+    from modeling_q2l.hub.convert_official import convert_official_checkpoint
 
     record = official_fixture(PARITY_FIXTURES[0])
     checkpoint, config = write_official_release(record, tmp_path)

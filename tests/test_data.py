@@ -1,5 +1,7 @@
 import io
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,15 +10,10 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from modeling_q2l.data import (
-    BadSampleError,
-    MultiLabelImageDataset,
-    build_transforms,
-    detect_label_format,
-    load_coco_instances,
-    prepare_split,
-    to_rgb,
-)
+from modeling_q2l import Query2LabelImageProcessor
+from modeling_q2l.data.labels import BadSampleError, detect_label_format
+from modeling_q2l.data.loading import load_coco_instances, open_image, prepare_split, to_rgb
+from modeling_q2l.data.transforms import MultiLabelImageDataset, training_augmentation
 
 NAMES = ["cat", "dog", "car"]
 
@@ -152,27 +149,81 @@ def test_every_image_mode_trains(mode):
         assert 150 < np.asarray(to_rgb(image)).mean() < 160  # 40000 / 65535 of the range, not clipped to white
 
 
+def processor(size=24):
+    return Query2LabelImageProcessor(size={"height": size, "width": size}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+
 def test_training_and_evaluation_transforms():
     dataset = image_dataset([[0, 1]], List(ClassLabel(names=NAMES)), [{"bytes": png("RGBA", (30, 20)), "path": None}])
     encoder, split = encode(dataset)
-    train = MultiLabelImageDataset(split, "image", build_transforms(24, (0.5,) * 3, (0.5,) * 3, train=True, cutout_probability=1.0))
-    evaluation = MultiLabelImageDataset(split, "image", build_transforms(24, (0.5,) * 3, (0.5,) * 3, train=False))
+    train = MultiLabelImageDataset(
+        split, "image", processor(), training_augmentation(24), cutout_probability=1.0, augmentation_seed=0
+    )
+    evaluation = MultiLabelImageDataset(split, "image", processor())
     sample = train[0]
     assert sample["pixel_values"].shape == (3, 24, 24)
     assert torch.equal(sample["labels"], torch.tensor([1.0, 1.0, 0.0]))
-    plain = evaluation[0]["pixel_values"]
-    assert torch.equal(plain, evaluation[0]["pixel_values"])  # deterministic
+    assert torch.equal(sample["pixel_values"], train[0]["pixel_values"])  # seeded per (seed, epoch, index)
+    train.epoch = 1
+    assert not torch.equal(sample["pixel_values"], train[0]["pixel_values"])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_one_preprocessing_path(mode):
+    """Evaluation, prediction and the pipeline all feed the model what the image processor makes."""
+    from transformers import pipeline
+
+    from modeling_q2l.evaluation.predict import open_rgb
+
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode) if mode != "I;16" else Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    dataset = image_dataset([[0]], List(ClassLabel(names=NAMES)), [{"bytes": buffer.getvalue(), "path": None}])
+    _, split = encode(dataset)
+    expected = processor()(images=open_image({"bytes": buffer.getvalue()}), return_tensors="pt")["pixel_values"][0]
+    assert torch.equal(MultiLabelImageDataset(split, "image", processor())[0]["pixel_values"], expected)
+
+    path = Path(tempfile.mkdtemp()) / "image.png"
+    path.write_bytes(buffer.getvalue())
+    assert torch.equal(processor()(images=open_rgb(path), return_tensors="pt")["pixel_values"][0], expected)
+
+    if mode == "I;16":
+        return  # the stock pipeline's load_image converts to RGB before the processor: 16-bit clips to white (#8)
+    classifier = pipeline("image-classification", model=_tiny_model(), image_processor=processor())
+    captured = {}
+    original = classifier.model.forward
+
+    def forward(pixel_values, **kwargs):
+        captured["pixel_values"] = pixel_values
+        return original(pixel_values, **kwargs)
+
+    classifier.model.forward = forward
+    classifier(str(path), top_k=1)
+    assert torch.equal(captured["pixel_values"][0], expected)
+
+
+def _tiny_model():
+    from conftest import tiny_config
+
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+
+    config = tiny_config(num_labels=3, image_size=24, id2label=dict(enumerate(NAMES)), label2id={n: i for i, n in enumerate(NAMES)})
+    return Query2LabelForMultiLabelClassification(config).eval()
 
 
 def test_cutout_really_erases():
-    transform = build_transforms(32, (0.5,) * 3, (0.5,) * 3, train=True, randaugment=False, cutout_probability=1.0)
-    image = Image.new("RGB", (32, 32), (255, 255, 255))
-    erased = transform(image)
+    white = [{"bytes": png("RGB", (32, 32), (255, 255, 255)), "path": None}]
+    _, split = encode(image_dataset([[0]], List(ClassLabel(names=NAMES)), white))
+    dataset = MultiLabelImageDataset(
+        split, "image", processor(32), training_augmentation(32, randaugment=False), cutout_probability=1.0
+    )
+    erased = dataset[0]["pixel_values"]
     assert (erased == 0).any() and (erased == 1).any()  # a mean-coloured hole in a white image
 
 
 def test_imagefolder_with_metadata(tmp_path):
-    from modeling_q2l.data import load_raw_datasets
+    from modeling_q2l.data.loading import load_raw_datasets
 
     (tmp_path / "train").mkdir()
     rows = []

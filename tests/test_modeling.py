@@ -15,11 +15,13 @@ def test_logits_shape_and_any_input_resolution(tiny_model):
 
 def test_cross_attention_maps_per_decoder_layer(tiny_model):
     outputs = tiny_model(torch.randn(2, 3, 96, 160), output_attentions=True, output_hidden_states=True)
-    assert len(outputs.attentions) == tiny_model.config.decoder_layers
-    for maps in outputs.attentions:
+    assert len(outputs.cross_attentions) == tiny_model.config.decoder_layers
+    for maps in outputs.cross_attentions:
         assert maps.shape == (2, 4, 5, 3, 5)  # (batch, heads, labels, height/32, width/32)
         torch.testing.assert_close(maps.sum(dim=(-2, -1)), torch.ones(2, 4, 5))
-    assert len(outputs.hidden_states) == 2 and outputs.hidden_states[0].shape == (2, 5, 32)
+    # the decoder state before the first layer and after each layer
+    assert len(outputs.decoder_hidden_states) == 3 and outputs.decoder_hidden_states[0].shape == (2, 5, 32)
+    assert outputs.decoder_attentions == (None, None)  # no self-attention among label queries by default
 
 
 def test_sdpa_and_eager_attention_agree(tiny_model):
@@ -72,6 +74,8 @@ def test_frozen_batch_norm_and_modules_survive_reloading(tmp_path):
     config = tiny_config(freeze_backbone_batch_norm=True, frozen_backbone_modules=["conv1", "layer1"])
     Query2LabelForMultiLabelClassification(config).save_pretrained(tmp_path)
     model = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path)
+    # transformers hands back trainable tensors; freezing is re-applied explicitly (the Trainer does it)
+    model.apply_backbone_freezing()
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all(".conv1." in name or ".layer1." in name for name in frozen)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.model.backbone.modules())
@@ -155,7 +159,7 @@ def test_cvt_and_convnext_backbones_from_transformers():
         )  # fmt: skip
         model = Query2LabelForMultiLabelClassification(config).eval()
         outputs = model(torch.randn(2, 3, 64, 96), output_attentions=True)
-        assert outputs.logits.shape == (2, 3) and outputs.attentions[0].shape[-2:] == (64 // stride, 96 // stride)
+        assert outputs.logits.shape == (2, 3) and outputs.cross_attentions[0].shape[-2:] == (64 // stride, 96 // stride)
         assert (model.model.backbone.output_norm is not None) == output_norm
 
 
@@ -171,7 +175,7 @@ def test_swin_backbone_through_forward_features_at_any_size(tmp_path):
     model = Query2LabelForMultiLabelClassification(config).eval()
     for height, width in [(224, 224), (160, 288)]:
         outputs = model(torch.randn(1, 3, height, width), output_attentions=True)
-        assert outputs.logits.shape == (1, 3) and outputs.attentions[0].shape[-2:] == (height // 32, width // 32)
+        assert outputs.logits.shape == (1, 3) and outputs.cross_attentions[0].shape[-2:] == (height // 32, width // 32)
     # Swin's relative position index is not saved: loading on the meta device must rebuild it.
     model.save_pretrained(tmp_path)
     reloaded = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path).eval()

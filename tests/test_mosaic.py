@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_q2l.mosaic import MosaicSpec, build_mosaics, load_fashion_mnist, read_idx, save_mosaic_splits
+from modeling_q2l.data.mosaic import MosaicSpec, build_mosaics, load_fashion_mnist, read_idx, save_mosaic_splits
 
 EMBEDDED = Path(__file__).parents[1] / "data" / "fashion-mnist-mosaic"
 
@@ -55,11 +55,11 @@ def test_idx_reader_and_fashion_mnist_loader(tmp_path):
         handle.write(header + images.tobytes())
     with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as handle:
         handle.write(b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + bytes([3, 7]))
-    loaded, labels = load_fashion_mnist("train", tmp_path)
+    loaded, labels = load_fashion_mnist(tmp_path, "train")
     np.testing.assert_array_equal(loaded, images)
     assert labels.tolist() == [3, 7]
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
-        load_fashion_mnist("test", tmp_path)
+        load_fashion_mnist(tmp_path, "test")
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(ValueError, match="idx"):
         read_idx(tmp_path / "bad")
@@ -96,7 +96,7 @@ def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
     from datasets import ClassLabel, Dataset, Features, load_dataset
     from datasets import Image as ImageFeature
 
-    from modeling_q2l.mosaic_dataset import MosaicBuildArguments, build_mosaic_dataset
+    from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
 
     images, labels = blob_images(num_classes=3, per_class=8)
     light = [Image.fromarray(255 - image) for image in images]  # dark objects on light ground get inverted

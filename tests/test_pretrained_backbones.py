@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 from transformers import ResNetBackbone, ResNetConfig
 
 from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification
-from modeling_q2l.pretrained_backbones import (
+from modeling_q2l.hub.pretrained_backbones import (
     efficientnet_lite0_state_dict,
     load_pretrained_backbone,
     load_timm_backbone_weights,

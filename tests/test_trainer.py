@@ -7,15 +7,10 @@ from conftest import tiny_config
 from transformers import TrainerCallback, TrainingArguments
 
 from modeling_q2l import Query2LabelForMultiLabelClassification
-from modeling_q2l.data import collate_multilabel
-from modeling_q2l.trainer import (
-    EMA_WEIGHTS_NAME,
-    TRAINING_STATE_NAME,
-    AdaptiveAsymmetryCallback,
-    ProbabilityGap,
-    Query2LabelTrainer,
-    loss_settings,
-)
+from modeling_q2l.data.transforms import collate_multilabel
+from modeling_q2l.training.arguments import loss_settings
+from modeling_q2l.training.callbacks import ADAPTIVE_ASYMMETRY_STATE_NAME, EMA_WEIGHTS_NAME, AdaptiveAsymmetryCallback
+from modeling_q2l.training.trainer import Query2LabelTrainer
 
 
 class TensorDataset(torch.utils.data.Dataset):
@@ -86,10 +81,21 @@ def test_loss_is_the_config_asl_per_image(tmp_path):
     loss = trainer.compute_loss(model, batch)
     torch.testing.assert_close(loss, model(**batch).loss)
     halves = [collate_multilabel([trainer.train_dataset[i] for i in idx]) for idx in ([0, 1], [2, 3])]
-    summed = sum(trainer.compute_loss(model, half, num_items_in_batch=4) for half in halves)
+    # The Trainer counts label entries (4 images x 5 labels) over the accumulated batch; the model divides by images.
+    summed = sum(trainer.compute_loss(model, half, num_items_in_batch=4 * 5) for half in halves)
     torch.testing.assert_close(summed, loss)
-    assert trainer._get_num_items_in_batch([batch, halves[0]], "cpu") == 6
-    assert Query2LabelTrainer.loss_is_scaled_for_ga
+    assert trainer.model_accepts_loss_kwargs
+
+
+def test_no_private_trainer_method_is_overridden():
+    from transformers import Trainer
+
+    overridden = [
+        name for name in vars(Query2LabelTrainer) if name.startswith("_") and not name.startswith("__") and hasattr(Trainer, name)
+    ]
+    assert overridden == []
+    public = [name for name in vars(Query2LabelTrainer) if not name.startswith("_") and hasattr(Trainer, name)]
+    assert sorted(public) == ["compute_loss", "create_optimizer", "create_scheduler", "evaluate", "log", "train"]
 
 
 def test_optimizer_decays_everything_unless_asked(tmp_path):
@@ -125,13 +131,12 @@ def test_ema_is_evaluated_checkpointed_and_restored(tmp_path):
     metrics = trainer.evaluate()
     assert "eval_mAP" in metrics and "eval_ema_mAP" in metrics
     checkpoint = tmp_path / "checkpoint-2"
-    assert (checkpoint / EMA_WEIGHTS_NAME).is_file() and (checkpoint / TRAINING_STATE_NAME).is_file()
+    assert (checkpoint / EMA_WEIGHTS_NAME).is_file()
     ema_state = {k: v.clone() for k, v in trainer.ema.module.state_dict().items()}
     model_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert any(not torch.equal(ema_state[k], model_state[k]) for k in ema_state)
     restored = make_trainer(tmp_path / "other", ema_decay=0.9)
-    restored.create_optimizer_and_scheduler(num_training_steps=2)
-    restored._load_optimizer_and_scheduler(str(checkpoint))
+    restored.ema.load_checkpoint(str(checkpoint))
     for key, value in restored.ema.module.state_dict().items():
         assert torch.equal(value, ema_state[key])
     prediction, choice = trainer.predict_with_better_weights(trainer.eval_dataset)
@@ -143,24 +148,33 @@ def test_ema_is_evaluated_checkpointed_and_restored(tmp_path):
 
 def test_adaptive_asymmetry_moves_gamma_neg_toward_the_target_gap(tmp_path):
     model = deterministic_model()
-    gap = ProbabilityGap()
-    callback = AdaptiveAsymmetryCallback(gap, target_gap=0.5, step_size=2.0)
-    start = model.config.asl_gamma_neg
-    gap.update(0.1)  # below target: gamma_neg shrinks by 2 * 0.4
+    start = model.criterion.gamma_neg
+    callback = AdaptiveAsymmetryCallback(start, target_gap=0.5, step_size=2.0)
+    logits = torch.tensor([[2.0, -2.0]])
+    callback.observe(logits, torch.tensor([[1.0, 0.0]]))  # gap = sigmoid(2) - sigmoid(-2) = 0.7616
+    gap = torch.sigmoid(torch.tensor(2.0)).item() - torch.sigmoid(torch.tensor(-2.0)).item()
     callback.on_step_end(None, None, None, model=model)
-    assert model.config.asl_gamma_neg == pytest.approx(max(0.0, start - 0.8))
-    gap.update(0.9)
+    assert model.criterion.gamma_neg == pytest.approx(start + 2.0 * (gap - 0.5))
+    callback.observe(logits, torch.tensor([[0.0, 1.0]]))  # gap = -0.7616: gamma_neg shrinks, not below 0
     callback.on_step_end(None, None, None, model=model)
-    assert model.config.asl_gamma_neg == pytest.approx(max(0.0, start - 0.8) + 0.8)
+    assert model.criterion.gamma_neg == pytest.approx(max(0.0, start + 2.0 * (gap - 0.5) + 2.0 * (-gap - 0.5)))
+    assert model.config.asl_gamma_neg == start  # the config keeps the starting value
 
 
 def test_adaptive_asymmetry_inside_training(tmp_path):
-    trainer = make_trainer(tmp_path, adaptive_asymmetry=(0.9, 5.0), per_device_train_batch_size=4, max_steps=2, logging_steps=1)
+    trainer = make_trainer(
+        tmp_path, adaptive_asymmetry=(0.9, 5.0), per_device_train_batch_size=4, max_steps=2, logging_steps=1,
+        save_strategy="steps", save_steps=2,
+    )
     start = trainer.model.config.asl_gamma_neg
     trainer.train()
-    assert trainer.model.config.asl_gamma_neg < start  # an untrained model's gap is far below 0.9
+    assert trainer.model.criterion.gamma_neg < start  # an untrained model's gap is far below 0.9
     logged = [entry for entry in trainer.state.log_history if "gamma_neg" in entry]
     assert logged and not math.isnan(logged[0]["probability_gap"])
+    assert (tmp_path / "checkpoint-2" / ADAPTIVE_ASYMMETRY_STATE_NAME).is_file()
+    resumed = make_trainer(tmp_path / "other", adaptive_asymmetry=(0.9, 5.0))
+    resumed.adaptive_asymmetry.load_checkpoint(str(tmp_path / "checkpoint-2"))
+    assert resumed.adaptive_asymmetry.gamma_neg == trainer.model.criterion.gamma_neg
 
 
 def test_loss_settings():

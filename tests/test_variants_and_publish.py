@@ -8,9 +8,9 @@ import torch
 from conftest import tiny_config
 from huggingface_hub import ModelCard
 
-from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
-from modeling_q2l.publish import PublishArguments, PublishError, publish
-from modeling_q2l.variants import VARIANTS, check_official_args_match
+from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor, variant_config
+from modeling_q2l.hub.publish import PublishArguments, PublishError, publish
+from modeling_q2l.hub.presets import VARIANTS, check_official_args_match
 
 REPO = Path(__file__).parents[1]
 CARDS = REPO / "model_cards"
@@ -19,7 +19,7 @@ CARDS = REPO / "model_cards"
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_variant_builds_its_config(name):
     variant = VARIANTS[name]
-    config = Query2LabelConfig.from_variant(name)
+    config = variant_config(name)
     assert (config.image_size, config.hidden_size, config.num_labels) == (variant.image_size, variant.hidden_size, 80)
     assert (config.encoder_layers, config.decoder_layers, config.num_attention_heads, config.intermediate_size) == (1, 2, 4, 8192)
     with torch.device("meta"):
@@ -29,10 +29,10 @@ def test_every_variant_builds_its_config(name):
 
 def test_variant_errors_and_overrides():
     with pytest.raises(ValueError, match="Known variants: Q2L-R101-448"):
-        Query2LabelConfig.from_variant("Q2L-R50-224")
-    assert Query2LabelConfig.from_variant("Q2L-R101-448", image_size=512).image_size == 512
+        variant_config("Q2L-R50-224")
+    assert variant_config("Q2L-R101-448", image_size=512).image_size == 512
     with pytest.raises(ValueError, match="no field"):
-        Query2LabelConfig.from_variant("Q2L-R101-448", not_a_field=1)
+        variant_config("Q2L-R101-448", not_a_field=1)
     check_official_args_match("Q2L-R101-576", VARIANTS["Q2L-R101-576"].official_args())
     with pytest.raises(ValueError, match="img_size"):
         check_official_args_match("Q2L-R101-576", {**VARIANTS["Q2L-R101-576"].official_args(), "img_size": 448})
@@ -40,7 +40,7 @@ def test_variant_errors_and_overrides():
 
 def test_the_paper_head_size_of_r101():
     with torch.device("meta"):
-        model = Query2LabelForMultiLabelClassification(Query2LabelConfig.from_variant("Q2L-R101-448"))
+        model = Query2LabelForMultiLabelClassification(variant_config("Q2L-R101-448"))
     assert model.num_parameters() / 1e6 == pytest.approx(193.8, abs=0.1)
 
 
@@ -109,7 +109,7 @@ def test_upload_calls_the_hub_with_the_assembled_folder(model_dir):
     api = mock.MagicMock()
     api.create_repo.return_value = "https://huggingface.co/me/q2l-test"
     api.upload_folder.side_effect = upload_folder
-    with mock.patch("modeling_q2l.publish.HfApi", return_value=api), mock.patch("modeling_q2l.publish.get_token", return_value="hf_x"):
+    with mock.patch("modeling_q2l.hub.publish.HfApi", return_value=api), mock.patch("modeling_q2l.hub.publish.get_token", return_value="hf_x"):
         url = publish(PublishArguments(model=str(model_dir), repo_id="me/q2l-test", private=True, revision="v1", commit_message="first"))
     assert url == "https://huggingface.co/me/q2l-test"
     api.create_repo.assert_called_once_with("me/q2l-test", private=True, repo_type="model", exist_ok=True)
@@ -140,13 +140,13 @@ def test_publish_errors_are_clear(model_dir, tmp_path):
     (broken_card / "README.md").write_text("---\nlicense: [unclosed\n---\n# card\n")
     with pytest.raises(PublishError, match="does not parse"):
         run(model=str(broken_card))
-    with mock.patch("modeling_q2l.publish.get_token", return_value=None):
+    with mock.patch("modeling_q2l.hub.publish.get_token", return_value=None):
         with pytest.raises(PublishError, match="No Hub token"):
             publish(PublishArguments(model=str(model_dir), repo_id="me/x"))
 
 
 def test_a_training_card_gets_the_results_of_evaluate(model_dir, tmp_path):
-    from modeling_q2l.model_card import CardContent, render_card
+    from modeling_q2l.hub.model_card import CardContent, render_card
 
     folder = tmp_path / "trained"
     shutil.copytree(model_dir, folder)

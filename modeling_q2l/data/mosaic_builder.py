@@ -8,7 +8,6 @@ import numpy as np
 
 from .labels import FASHION_MNIST_LABELS
 from .mosaic import (
-    FASHION_MNIST_DIR,
     MOSAIC_AREA_THRESHOLDS,
     MosaicSpec,
     build_mosaics,
@@ -20,12 +19,12 @@ from .mosaic import (
 
 @dataclass
 class MosaicBuildArguments:
-    output_dir: str = field(default="data/fashion-mnist-mosaic", metadata={"help": "Where to write the dataset."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where to write the dataset (required)."})
     num_train: int = field(default=4000, metadata={"help": "Number of training mosaics."})
     num_validation: int = field(default=1000, metadata={"help": "Number of validation mosaics."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
-    fashion_mnist_dir: str = field(
-        default=str(FASHION_MNIST_DIR), metadata={"help": "Folder of the Fashion-MNIST idx files (default source)."}
+    fashion_mnist_dir: str | None = field(
+        default=None, metadata={"help": "Folder of the Fashion-MNIST idx files (the source without --dataset_name)."}
     )
     dataset_name: str | None = field(
         default=None, metadata={"help": "A single-label dataset (Hub id or local folder) instead of Fashion-MNIST."}
@@ -43,11 +42,13 @@ class MosaicBuildArguments:
 
 def _source(args: MosaicBuildArguments) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     if args.dataset_name is None:
-        images, labels = load_fashion_mnist(args.dataset_split, args.fashion_mnist_dir)
+        if args.fashion_mnist_dir is None:
+            raise ValueError("Pass --fashion_mnist_dir (the folder of Fashion-MNIST's idx files) or --dataset_name.")
+        images, labels = load_fashion_mnist(args.fashion_mnist_dir, args.dataset_split)
         return images, labels, list(FASHION_MNIST_LABELS), f"Fashion-MNIST ({args.dataset_split} split)"
     from datasets import ClassLabel
 
-    from .data import load_raw_datasets
+    from .loading import load_raw_datasets
 
     splits = load_raw_datasets(args.dataset_name, args.dataset_config_name)
     if args.dataset_split not in splits:
@@ -65,6 +66,8 @@ def _source(args: MosaicBuildArguments) -> tuple[np.ndarray, np.ndarray, list[st
 
 def build_mosaic_dataset(args: MosaicBuildArguments) -> dict:
     """Draw train and validation mosaics from disjoint parts of the source split; write parquet and a card."""
+    if args.output_dir is None:
+        raise ValueError("Pass --output_dir: the folder to write the dataset into.")
     images, labels, names, source = _source(args)
     order = np.random.default_rng(args.seed).permutation(len(images))
     cut = len(images) * 5 // 6  # validation mosaics never reuse a training object
@@ -117,6 +120,9 @@ tags:
 - synthetic
 size_categories:
 - 1K<n<10K
+object_size_area_thresholds:
+- {small}
+- {large}
 configs:
 - config_name: default
   data_files:
@@ -145,8 +151,8 @@ from the Query2Label package.
 ## Label statistics (train, {len(splits["train"])} mosaics; validation, {len(splits["validation"])})
 {_statistics(splits["train"], names, spec)}
 
-For the object-size analysis use area thresholds 24^2 and 48^2 pixels (`--area_thresholds {small} {large}`, the
-default for this set): COCO's 32^2 and 96^2 leave almost no large object on a {spec.canvas_size}-pixel canvas.
+For the object-size analysis use area thresholds 24^2 and 48^2 pixels (`object_size_area_thresholds` above, which
+`scripts/train.py` and `scripts/evaluate.py` read): COCO's 32^2 and 96^2 leave almost no large object on a {spec.canvas_size}-pixel canvas.
 
 ## Source and licence
 {"Fashion-MNIST by Zalando SE (Xiao, Rasul and Vollgraf, 2017), MIT licence, from the Debian package `dataset-fashion-mnist`. The mosaics are released under the same MIT licence." if is_fashion else f"Derived from {args.dataset_name}: its licence applies."}

@@ -1,24 +1,18 @@
-"""Evaluate a saved model on a dataset (the logic behind `scripts/evaluate.py`)."""
+"""Evaluate a saved model on a dataset split (the logic behind `scripts/evaluate.py`)."""
 
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
 
-from .data import (
-    MultiLabelImageDataset,
-    PreparedSplit,
-    build_transforms,
-    detect_label_format,
-    load_coco_instances,
-    load_raw_datasets,
-    parse_label_names,
-    prepare_split,
-    resolve_label_column,
-)
-from .evaluation import COCO_AREA_THRESHOLDS, evaluation_report, largest_object_areas, predict_scores, report_to_markdown
-from .inference import load_classifier
+from ..data.labels import detect_label_format, parse_label_names, resolve_label_column
+from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
+from ..data.transforms import MultiLabelImageDataset, collate_multilabel
+from .predict import load_classifier
+from .report import area_thresholds_for, report_for_split, report_to_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +33,25 @@ class EvaluationArguments:
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
     threshold: float = field(default=0.5, metadata={"help": "Threshold of the CP/CR/OP/OR metrics."})
     area_thresholds: list[int] | None = field(
-        default=None, metadata={"help": "Box areas splitting small/medium/large (default COCO's 1024 9216)."}
+        default=None,
+        metadata={"help": "Box areas splitting small/medium/large (default: the dataset card's, else COCO's 1024 9216)."},
     )
     skip_bad_samples: bool = field(default=False, metadata={"help": "Drop (and count) bad samples."})
     allow_empty_labels: bool = field(default=False, metadata={"help": "Keep samples without labels."})
     output: str | None = field(default=None, metadata={"help": "Write the report as JSON here."})
     markdown: str | None = field(default=None, metadata={"help": "Write the Markdown tables here."})
+
+
+@torch.no_grad()
+def predict_scores(model, dataset, batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
+    """Sigmoid scores `(num_images, num_labels)` for a dataset yielding `pixel_values`."""
+    model.eval()
+    device = next(model.parameters()).device
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_multilabel
+    )
+    scores = [torch.sigmoid(model(pixel_values=batch["pixel_values"].to(device)).logits.float()).cpu() for batch in loader]
+    return torch.cat(scores).numpy()
 
 
 def _load_split(args):
@@ -56,17 +63,6 @@ def _load_split(args):
     if args.split not in raw:
         raise ValueError(f"No split {args.split!r} in {args.dataset_name} (splits: {list(raw)}).")
     return raw[args.split]
-
-
-def align_to_model(split: PreparedSplit, dataset_names: list[str], model_names: list[str]) -> PreparedSplit:
-    """Reorder the dataset's label columns into the model's label order; the two label sets must be equal."""
-    if sorted(dataset_names) != sorted(model_names):
-        raise ValueError(
-            f"The dataset's labels {sorted(dataset_names)} differ from the model's {sorted(model_names)}: evaluate "
-            "on data with the model's label set."
-        )
-    order = [dataset_names.index(name) for name in model_names]
-    return PreparedSplit(split.dataset, split.labels[:, order], split.skipped)
 
 
 def run_evaluation(args: EvaluationArguments) -> dict:
@@ -82,29 +78,10 @@ def run_evaluation(args: EvaluationArguments) -> dict:
     split = prepare_split(
         dataset, encoder, args.image_column_name, label_column, skip_bad_samples=args.skip_bad_samples, split_name=args.split
     )
-    split = align_to_model(split, encoder.names, model_names)
-    size = processor.size["height"]
-    transform = build_transforms(size, processor.image_mean, processor.image_std, train=False)
-    scores, labels = predict_scores(model, MultiLabelImageDataset(split, args.image_column_name, transform), args.batch_size)
-
-    areas = None
-    if "objects" in split.dataset.features:
-        to_model = {name: model_names.index(name) for name in encoder.names}
-
-        def category_to_label(category):
-            return to_model[encoder.names[encoder.label_index(category)]]
-
-        areas = largest_object_areas(split.dataset["objects"], category_to_label, len(model_names))
-    thresholds = tuple(args.area_thresholds or COCO_AREA_THRESHOLDS)
-    report = evaluation_report(scores, labels, model_names, areas, thresholds, args.threshold)
-    report.update(
-        {
-            "model": args.model,
-            "dataset": args.dataset_name or args.coco_annotations,
-            "eval_split": args.split,
-            "skipped_samples": split.skipped,
-        }
-    )
+    scores = predict_scores(model, MultiLabelImageDataset(split, args.image_column_name, processor), args.batch_size)
+    thresholds = area_thresholds_for(args.dataset_name, args.area_thresholds)
+    report = report_for_split(scores, split, encoder, model_names, thresholds, args.threshold)
+    report.update({"model": args.model, "dataset": args.dataset_name or args.coco_annotations, "eval_split": args.split})
     markdown = report_to_markdown(report)
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))

@@ -1,32 +1,23 @@
-"""Evaluation of a multi-label model on a dataset: scores, every metric, per-label AP and mAP by object size."""
+"""Evaluation reports: every metric, per-label AP and mAP by object size, as JSON-ready dicts and Markdown.
+
+Training (`training.main`) and `scripts/evaluate.py` both build their report with `report_for_split`, so they
+agree on label order and on the object-size convention of the dataset (`area_thresholds_for`).
+"""
+
+import logging
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from .data import OBJECT_LABEL_KEYS
+from ..data.labels import OBJECT_LABEL_KEYS, LabelEncoder
+from ..data.loading import PreparedSplit
 from .metrics import average_precision_per_label, multilabel_metrics
+
+logger = logging.getLogger(__name__)
 
 COCO_AREA_THRESHOLDS = (32**2, 96**2)
 SIZE_BUCKETS = ("small", "medium", "large")
 SUMMARY_KEYS = ("mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3", "OP_top3", "OR_top3", "OF1_top3")  # fmt: skip
-
-
-@torch.no_grad()
-def predict_scores(model, dataset, batch_size: int = 64, num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores and labels for a dataset yielding `pixel_values` and `labels`."""
-    from .data import collate_multilabel
-
-    model.eval()
-    device = next(model.parameters()).device
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_multilabel
-    )
-    scores, labels = [], []
-    for batch in loader:
-        logits = model(pixel_values=batch["pixel_values"].to(device)).logits
-        scores.append(torch.sigmoid(logits.float()).cpu().numpy())
-        labels.append(batch["labels"].numpy())
-    return np.concatenate(scores), np.concatenate(labels)
 
 
 def largest_object_areas(objects: list[dict], category_to_label, num_labels: int) -> np.ndarray:
@@ -72,6 +63,56 @@ def evaluation_report(scores, labels, label_names, areas=None, area_thresholds=C
     if areas is not None:
         report["area_thresholds"] = list(area_thresholds)
         report.update(map_by_object_size(scores, labels, areas, area_thresholds))
+    return report
+
+
+def area_thresholds_for(dataset_name: str | None, requested=None) -> tuple[int, int]:
+    """The box areas splitting small / medium / large objects: `requested`, else the dataset card's
+    `object_size_area_thresholds` (the embedded mosaics declare 24^2 and 48^2), else COCO's 32^2 and 96^2."""
+    if requested:
+        if len(requested) != 2 or not 0 < requested[0] < requested[1]:
+            raise ValueError(f"area_thresholds must be two increasing areas (small/medium, medium/large), got {requested}.")
+        return int(requested[0]), int(requested[1])
+    declared = None
+    if dataset_name:
+        from huggingface_hub import DatasetCard
+
+        card_path = Path(dataset_name) / "README.md"
+        try:
+            card = DatasetCard.load(card_path if card_path.is_file() else dataset_name, repo_type="dataset")
+            declared = card.data.to_dict().get("object_size_area_thresholds")
+        except Exception as error:  # no card, or the Hub cannot be reached: fall back to COCO's convention
+            logger.info("No object-size convention for %s (%s); using COCO's.", dataset_name, type(error).__name__)
+    return area_thresholds_for(None, declared) if declared else COCO_AREA_THRESHOLDS
+
+
+def report_for_split(
+    scores: np.ndarray,
+    split: PreparedSplit,
+    encoder: LabelEncoder,
+    label_names: list[str],
+    area_thresholds=COCO_AREA_THRESHOLDS,
+    threshold: float = 0.5,
+) -> dict:
+    """The report of `scores` (`(num_images, num_labels)` in the order of `label_names`, the model's) on a prepared
+    split whose labels follow `encoder.names`; mAP by object size when the split has boxes."""
+    if sorted(encoder.names) != sorted(label_names):
+        raise ValueError(
+            f"The dataset's labels {sorted(encoder.names)} differ from the model's {sorted(label_names)}: evaluate "
+            "on data with the model's label set."
+        )
+    order = [encoder.names.index(name) for name in label_names]
+    labels = split.labels[:, order]
+    areas = None
+    if "objects" in split.dataset.features:
+        model_index = {name: label_names.index(name) for name in encoder.names}
+
+        def category_to_label(category):
+            return model_index[encoder.names[encoder.label_index(category)]]
+
+        areas = largest_object_areas(split.dataset["objects"], category_to_label, len(label_names))
+    report = evaluation_report(scores, labels, label_names, areas, area_thresholds, threshold)
+    report["skipped_samples"] = split.skipped
     return report
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .configuration_query2label import Query2LabelConfig
-from .labels import COCO_LABELS
+from ..data.labels import COCO_LABELS
+from ..model.configuration_query2label import Query2LabelConfig
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class OfficialBackboneFamily:
     names: tuple[str, ...]
     config_kwargs: Callable[[str, int], dict]
     convert: Callable[[dict, nn.Module], tuple[dict, dict]]
-    image_mean: tuple = IMAGENET_MEAN
-    image_std: tuple = IMAGENET_STD
+    image_mean: tuple = tuple(IMAGENET_DEFAULT_MEAN)
+    image_std: tuple = tuple(IMAGENET_DEFAULT_STD)
 
 
 def _strip(key: str, prefix: str) -> str:
@@ -126,7 +126,13 @@ def _cvt_config(name: str, image_size: int) -> dict:
 
     # CvT-w24 (Wu et al., 2021): widths 192/768/1024, depths 2/2/20, a class token in the last stage.
     backbone = CvtConfig(embed_dim=[192, 768, 1024], num_heads=[3, 12, 16], depth=[2, 2, 20], cls_token=[False, False, True])
-    return {"backbone": None, "backbone_config": backbone, "backbone_output_layer_norm": True}
+    # The authors' CvT uses QuickGELU in every MLP where transformers' CvtModel has exact GELU.
+    return {
+        "backbone": None,
+        "backbone_config": backbone,
+        "backbone_hidden_act": "quick_gelu",
+        "backbone_output_layer_norm": True,
+    }
 
 
 _CVT_RULES = [
@@ -203,6 +209,12 @@ def check_recomputed_buffers(backbone: nn.Module, recomputed: dict[str, torch.Te
 
 def config_from_official_args(args: dict, labels: list[str] | None = None) -> Query2LabelConfig:
     """The `Query2LabelConfig` of an official model, from its training arguments."""
+    return Query2LabelConfig(**config_arguments_from_official(args, labels))
+
+
+def config_arguments_from_official(args: dict, labels: list[str] | None = None) -> dict:
+    """`Query2LabelConfig` arguments of an official model, from its training arguments (COCO's labels unless
+    `labels` names them)."""
     required = ("backbone", "img_size", "hidden_dim", "dim_feedforward", "enc_layers", "dec_layers", "nheads")
     missing = [name for name in required if name not in args]
     if missing:
@@ -222,7 +234,7 @@ def config_from_official_args(args: dict, labels: list[str] | None = None) -> Qu
     if len(labels) != num_labels:
         raise ValueError(f"{len(labels)} label names given but the checkpoint has num_class={num_labels}.")
     family = official_family(args["backbone"])
-    return Query2LabelConfig(
+    return dict(
         **family.config_kwargs(args["backbone"], int(args["img_size"])),
         image_size=int(args["img_size"]),
         hidden_size=int(args["hidden_dim"]),

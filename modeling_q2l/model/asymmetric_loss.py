@@ -1,6 +1,7 @@
 """Asymmetric Loss (ASL) for multi-label classification (Ben-Baruch, Ridnik et al., ICCV 2021).
 
-Saved next to the weights for `trust_remote_code` (the model imports it): depends on torch only.
+Saved next to the weights for `trust_remote_code` (the model imports it): depends on torch only. The model's
+`forward(labels=...)` and the Trainer compute the loss through `image_averaged_loss`, the one place it is defined.
 """
 
 import torch
@@ -52,6 +53,18 @@ class AsymmetricLoss(nn.Module):
         self.disable_focal_grad = disable_focal_grad
         self.reduction = reduction
 
+    @classmethod
+    def from_config(cls, config, reduction: str = "sum") -> "AsymmetricLoss":
+        """The loss a `Query2LabelConfig` describes (its `asl_*` fields)."""
+        return cls(
+            gamma_neg=config.asl_gamma_neg,
+            gamma_pos=config.asl_gamma_pos,
+            clip=config.asl_clip,
+            eps=config.asl_eps,
+            disable_focal_grad=config.asl_disable_focal_grad,
+            reduction=reduction,
+        )
+
     def extra_repr(self) -> str:
         return (
             f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}, eps={self.eps}, "
@@ -93,4 +106,28 @@ class AsymmetricLoss(nn.Module):
         return loss.sum()
 
 
-__all__ = ["AsymmetricLoss"]
+def image_averaged_loss(
+    criterion: AsymmetricLoss,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The training loss of Query2Label: `criterion` summed over labels and averaged over images.
+
+    Without `num_items_in_batch` it is averaged over this batch's images. The Trainer passes `num_items_in_batch`, the
+    label entries of the whole accumulated batch over all processes (it counts entries that are not -100, and our
+    unknown labels are -1): divided by the number of labels that is the number of images, so micro-batches of any
+    size add up to the gradient of one big batch.
+    """
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"labels must be multi-hot of shape (batch, num_labels) = {tuple(logits.shape)}, got "
+            f"{tuple(labels.shape)}; use -1 for unknown labels."
+        )
+    if criterion.reduction != "sum":
+        raise ValueError("image_averaged_loss needs a criterion with reduction='sum'.")
+    num_images = logits.shape[0] if num_items_in_batch is None else num_items_in_batch / logits.shape[1]
+    return criterion(logits, labels) / num_images
+
+
+__all__ = ["AsymmetricLoss", "image_averaged_loss"]

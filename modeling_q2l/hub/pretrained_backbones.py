@@ -19,6 +19,25 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def image_processor_for_backbone(config):
+    """The image processor matching the backbone's pretraining normalisation (timm's pretrained config; ImageNet's
+    mean and std, the processor's defaults, otherwise) at the config's resolution."""
+    from ..model import Query2LabelImageProcessor
+
+    kwargs = {"size": {"height": config.image_size, "width": config.image_size}}
+    if config.backbone_config is None:
+        import timm
+
+        try:
+            pretrained_cfg = timm.models.get_pretrained_cfg(config.backbone)
+        except Exception as error:  # unknown to timm's pretrained registry
+            logger.info("No pretrained config for %s (%s); using ImageNet mean/std.", config.backbone, error)
+            pretrained_cfg = None
+        if pretrained_cfg is not None:
+            kwargs.update(image_mean=list(pretrained_cfg.mean), image_std=list(pretrained_cfg.std))
+    return Query2LabelImageProcessor(**kwargs)
+
+
 def _backbone_module(model: torch.nn.Module) -> torch.nn.Module:
     """The timm or transformers module inside `Query2LabelModel` or `Query2LabelForMultiLabelClassification`."""
     body = getattr(model, "model", model)

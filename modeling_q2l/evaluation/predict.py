@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .data import to_rgb
+from ..data.loading import to_rgb
 
 
 def load_classifier(model_path: str):

@@ -7,6 +7,7 @@ Saved next to the weights for `trust_remote_code`: it imports only torch, timm, 
 siblings (`from .x import y`).
 """
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +17,11 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .asymmetric_loss import AsymmetricLoss
+from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
 from .configuration_query2label import Query2LabelConfig
 
 
@@ -36,11 +37,17 @@ class Query2LabelModelOutput(ModelOutput):
             The encoded feature map (the decoder's memory), flattened row by row.
         feature_map_size (`tuple[int, int]`):
             `(height, width)` of the backbone's feature map.
+        encoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+            The projected feature map and the output of each encoder layer, each `(batch_size, height * width,
+            hidden_size)`.
         decoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
-            The label queries after each decoder layer (before the final LayerNorm), each
+            The decoder state before the first layer and after each layer (before the final LayerNorm), each
             `(batch_size, num_labels, hidden_size)`.
         encoder_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
             Encoder self-attention maps, one per encoder layer, `(batch_size, heads, height * width, height * width)`.
+        decoder_attentions (`tuple(torch.FloatTensor | None)`, *optional*, returned with `output_attentions=True`):
+            Self-attention among the label queries, one entry per decoder layer, `(batch_size, heads, num_labels,
+            num_labels)`, or `None` for layers without self-attention (the official default).
         cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
             Where each label looks: decoder cross-attention maps, one per decoder layer,
             `(batch_size, heads, num_labels, height, width)`.
@@ -49,8 +56,35 @@ class Query2LabelModelOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
     feature_map_size: tuple[int, int] | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor | None, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class Query2LabelImageClassifierOutput(ModelOutput):
+    r"""
+    Output of the multi-label classification models.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+            The config's asymmetric loss, summed over labels and averaged over images.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            One independent logit per label (apply a sigmoid for probabilities).
+        encoder_hidden_states, decoder_hidden_states, encoder_attentions, decoder_attentions, cross_attentions:
+            As in [`Query2LabelModelOutput`] (`None` for the global-average-pooling baseline, which has no
+            transformer). `cross_attentions` are the maps to draw: `(batch_size, heads, num_labels, height, width)`
+            per decoder layer.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor | None, ...] | None = None
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
@@ -93,21 +127,101 @@ def _build_transformers_backbone(backbone_config) -> tuple[nn.Module, int]:
     return model, sizes[-1]
 
 
-class Query2LabelBackbone(nn.Module):
+def _replace_gelu(module: nn.Module, activation: str) -> None:
+    """Swap every `nn.GELU` below `module` for `ACT2FN[activation]` (the authors' CvT uses QuickGELU)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GELU):
+            setattr(module, name, ACT2FN[activation])
+        else:
+            _replace_gelu(child, activation)
+
+
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Build modules with their parameters on the meta device but real buffers: a cheap way to recompute buffers."""
+    register_parameter = nn.Module.register_parameter
+
+    def register_on_meta(module, name, parameter):
+        register_parameter(module, name, parameter)
+        if parameter is not None:
+            module._parameters[name] = nn.Parameter(parameter.to("meta"), requires_grad=parameter.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register_parameter
+
+
+class Query2LabelPreTrainedModel(PreTrainedModel):
+    config: Query2LabelConfig
+    config_class = Query2LabelConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["Query2LabelEncoderLayer", "Query2LabelDecoderLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    # forward takes `num_items_in_batch`, so the Trainer's gradient accumulation divides the loss exactly
+    accepts_loss_kwargs = True
+
+    def _init_weights(self, module: nn.Module):
+        # The official transformer init (DETR): xavier-uniform matrices. timm and transformers backbones are
+        # sub-models with their own `_init_weights` and never come through here.
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):  # the label queries
+            init.normal_(module.weight, std=self.config.label_embedding_init_std)
+        elif isinstance(module, nn.Conv2d):  # the input projection: PyTorch's default init
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            bound = 1 / math.sqrt(module.weight[0].numel())
+            init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, Query2LabelGroupWiseLinear):
+            bound = 1 / math.sqrt(module.weight.shape[1])
+            init.uniform_(module.weight, -bound, bound)
+            init.uniform_(module.bias, -bound, bound)
+
+    def apply_backbone_freezing(self) -> None:
+        """Freeze the backbone parameters that `frozen_backbone_modules` names. A new model starts frozen; call this
+        after `from_pretrained`, which hands back trainable tensors (`Query2LabelTrainer` does it for you)."""
+        for module in self.modules():
+            if isinstance(module, Query2LabelBackbone):
+                module.freeze_configured_modules()
+
+    def compute_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`self.criterion` (the config's ASL) summed over labels and averaged over images (`image_averaged_loss`)."""
+        return image_averaged_loss(self.criterion, logits, labels, num_items_in_batch)
+
+
+class Query2LabelBackbone(Query2LabelPreTrainedModel):
     """The vision backbone (a timm architecture or a transformers model) returning its last feature map, with an
-    optional LayerNorm over channels on top (the official CvT backbone ends with one)."""
+    optional LayerNorm over channels on top (the official CvT backbone ends with one).
+
+    A sub-model of its own so that its `_init_weights` leaves the backbone's weights to the backbone: it only
+    recomputes the buffers that are not saved with the weights (e.g. Swin's relative position index), which
+    `from_pretrained` leaves empty.
+    """
 
     def __init__(self, config: Query2LabelConfig):
-        super().__init__()
+        super().__init__(config)
+        self.is_timm = config.backbone_config is None
         self.channels_last = False
-        if config.backbone_config is not None:
-            self.model, self.num_features = _build_transformers_backbone(config.backbone_config)
-        else:
+        if self.is_timm:
             self.model, self.num_features, self.channels_last = _build_timm_backbone(config)
+        else:
+            self.model, self.num_features = _build_transformers_backbone(config.backbone_config)
+        if config.backbone_hidden_act is not None:
+            _replace_gelu(self.model, config.backbone_hidden_act)
         # timm networks built whole (features_only=False) are read through forward_features
-        self.uses_forward_features = config.backbone_config is None and not (config.backbone_kwargs or {}).get(
-            "features_only", True
-        )
+        self.uses_forward_features = self.is_timm and not (config.backbone_kwargs or {}).get("features_only", True)
         self.output_norm = nn.LayerNorm(self.num_features) if config.backbone_output_layer_norm else None
         if config.freeze_backbone_batch_norm:
             from timm.layers import freeze_batch_norm_2d
@@ -117,15 +231,43 @@ class Query2LabelBackbone(nn.Module):
         for prefix in self.frozen_modules:
             if not any(name.startswith(prefix) for name, _ in self.model.named_modules()):
                 raise ValueError(f"frozen_backbone_modules: no backbone module is named {prefix!r}.")
+        self.gradient_checkpointing = False  # set by `gradient_checkpointing_enable()`
+        self._timm_checkpointing = False
+        self.post_init()
         self.freeze_configured_modules()
 
     def freeze_configured_modules(self) -> None:
-        """Stop training the parameters named in `frozen_backbone_modules` (again after loading replaced them)."""
+        """Stop training the parameters named in `frozen_backbone_modules`."""
         for name, parameter in self.model.named_parameters():
             if name.startswith(self.frozen_modules):
                 parameter.requires_grad_(False)
 
+    def _init_weights(self, module: nn.Module):
+        if module is self.output_norm:
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif any(module._buffers.get(name) is not None for name in module._non_persistent_buffers_set):
+            self._recompute_non_persistent_buffers(module)
+
+    def _recompute_non_persistent_buffers(self, module: nn.Module) -> None:
+        names = {id(candidate): name for name, candidate in self.model.named_modules()}
+        if id(module) not in names:
+            return
+        if getattr(self, "_reference_buffers", None) is None:
+            with torch.device("cpu"), _parameters_on_meta():
+                reference = _build_timm_backbone(self.config)[0] if self.is_timm else None
+            self._reference_buffers = dict(reference.named_buffers()) if reference is not None else {}
+        prefix = names[id(module)]
+        for name in module._non_persistent_buffers_set:
+            current = module._buffers.get(name)
+            fresh = self._reference_buffers.get(f"{prefix}.{name}".lstrip("."))
+            if current is not None and fresh is not None:
+                module.register_buffer(name, fresh.to(device=current.device), persistent=False)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.is_timm and self.gradient_checkpointing != self._timm_checkpointing:
+            self.model.set_grad_checkpointing(self.gradient_checkpointing)
+            self._timm_checkpointing = self.gradient_checkpointing
         if self.uses_forward_features:
             features = self.model.forward_features(pixel_values)
         else:
@@ -257,7 +399,7 @@ def residual_block(hidden_states, layer_norm, block, pre_norm: bool, dropout: nn
     return (hidden_states if pre_norm else layer_norm(hidden_states)), weights
 
 
-class Query2LabelEncoderLayer(nn.Module):
+class Query2LabelEncoderLayer(GradientCheckpointingLayer):
     """Self-attention over feature-map positions (query = key = features + pos, value = features), then FFN."""
 
     def __init__(self, config: Query2LabelConfig):
@@ -284,7 +426,7 @@ class Query2LabelEncoderLayer(nn.Module):
         return hidden_states, attn_weights
 
 
-class Query2LabelDecoderLayer(nn.Module):
+class Query2LabelDecoderLayer(GradientCheckpointingLayer):
     """Optional self-attention among label queries, cross-attention from the queries to the features, then FFN.
 
     The label embeddings (`query_position_embeddings`) are added to the query of every attention; the feature
@@ -311,13 +453,16 @@ class Query2LabelDecoderLayer(nn.Module):
         query_position_embeddings: torch.Tensor,
         spatial_position_embeddings: torch.Tensor,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         # hidden_states: (batch, num_labels, hidden); encoder_hidden_states: (batch, height * width, hidden)
+        self_weights = None
         if self.has_self_attention:
-            hidden_states, _ = residual_block(
+            hidden_states, self_weights = residual_block(
                 hidden_states,
                 self.self_attn_layer_norm,
-                lambda x: self.self_attn(x + query_position_embeddings, x + query_position_embeddings, x),
+                lambda x: self.self_attn(
+                    x + query_position_embeddings, x + query_position_embeddings, x, output_attentions
+                ),
                 self.pre_norm,
                 self.dropout,
             )
@@ -330,7 +475,7 @@ class Query2LabelDecoderLayer(nn.Module):
             self.dropout,
         )
         hidden_states, _ = residual_block(hidden_states, self.final_layer_norm, lambda x: (self.mlp(x), None), self.pre_norm)
-        return hidden_states, cross_weights
+        return hidden_states, self_weights, cross_weights
 
 
 class Query2LabelEncoder(nn.Module):
@@ -341,14 +486,16 @@ class Query2LabelEncoder(nn.Module):
         self.layers = nn.ModuleList(Query2LabelEncoderLayer(config) for _ in range(config.encoder_layers))
         self.layer_norm = nn.LayerNorm(config.hidden_size) if config.pre_norm and config.encoder_layers else None
 
-    def forward(self, hidden_states, position_embeddings, output_attentions=False):
-        attentions = ()
+    def forward(self, hidden_states, position_embeddings, output_attentions=False, output_hidden_states=False):
+        all_hidden_states, attentions = (), ()
         for layer in self.layers:
+            all_hidden_states += (hidden_states,) if output_hidden_states else ()
             hidden_states, weights = layer(hidden_states, position_embeddings, output_attentions)
             attentions += (weights,) if output_attentions else ()
         if self.layer_norm is not None:
             hidden_states = self.layer_norm(hidden_states)
-        return hidden_states, attentions
+        all_hidden_states += (hidden_states,) if output_hidden_states else ()
+        return hidden_states, all_hidden_states, attentions
 
 
 class Query2LabelDecoder(nn.Module):
@@ -371,18 +518,20 @@ class Query2LabelDecoder(nn.Module):
         output_attentions=False,
         output_hidden_states=False,
     ):
-        all_hidden_states, attentions = (), ()
+        all_hidden_states, self_attentions, cross_attentions = (), (), ()
         for layer in self.layers:
-            hidden_states, weights = layer(
+            all_hidden_states += (hidden_states,) if output_hidden_states else ()
+            hidden_states, self_weights, cross_weights = layer(
                 hidden_states,
                 encoder_hidden_states,
                 query_position_embeddings,
                 spatial_position_embeddings,
                 output_attentions,
             )
-            all_hidden_states += (hidden_states,) if output_hidden_states else ()
-            attentions += (weights,) if output_attentions else ()
-        return self.layer_norm(hidden_states), all_hidden_states, attentions
+            self_attentions += (self_weights,) if output_attentions else ()
+            cross_attentions += (cross_weights,) if output_attentions else ()
+        all_hidden_states += (hidden_states,) if output_hidden_states else ()
+        return self.layer_norm(hidden_states), all_hidden_states, self_attentions, cross_attentions
 
 
 class Query2LabelGroupWiseLinear(nn.Module):
@@ -396,97 +545,6 @@ class Query2LabelGroupWiseLinear(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         # (batch, num_labels, hidden) -> (batch, num_labels)
         return (hidden_states * self.weight).sum(-1) + self.bias
-
-
-class Query2LabelPreTrainedModel(PreTrainedModel):
-    config: Query2LabelConfig
-    config_class = Query2LabelConfig
-    base_model_prefix = "model"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["Query2LabelEncoderLayer", "Query2LabelDecoderLayer"]
-    _supports_sdpa = True
-    _supports_attention_backend = True
-    accepts_loss_kwargs = False  # multi-hot labels are not tokens
-
-    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """ASL summed over labels and averaged over images: its scale does not depend on the batch size."""
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"labels must be multi-hot of shape (batch, num_labels) = {tuple(logits.shape)}, got "
-                f"{tuple(labels.shape)}; use -1 for unknown labels."
-            )
-        return asymmetric_loss_from_config(self.config)(logits, labels) / logits.shape[0]
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        for module in model.modules():
-            if isinstance(module, Query2LabelBackbone):
-                module.freeze_configured_modules()  # loading hands back fresh, trainable parameters
-        return loaded
-
-    @classmethod
-    def is_custom_code(cls) -> bool:
-        # transformers skips custom-code modules whose own tensors look initialised, which would skip our
-        # parameter-less containers below. `_init_weights` only uses `transformers.initialization`, which already
-        # leaves loaded tensors alone, so the library's own path is safe.
-        return False
-
-    def _init_weights(self, module: nn.Module):
-        # Only Q2L's own modules are initialised here: timm and transformers backbones initialise themselves.
-        if isinstance(module, (Query2LabelAttention, Query2LabelFeedForward)):
-            for linear in module.children():
-                if isinstance(linear, nn.Linear):
-                    init.xavier_uniform_(linear.weight)
-                    if isinstance(module, Query2LabelAttention):
-                        init.zeros_(linear.bias)
-                    else:
-                        bound = 1 / math.sqrt(linear.in_features)
-                        init.uniform_(linear.bias, -bound, bound)
-        elif isinstance(module, (Query2LabelEncoderLayer, Query2LabelDecoderLayer, Query2LabelEncoder, Query2LabelDecoder)):
-            for norm in module.children():
-                if isinstance(norm, nn.LayerNorm):
-                    init.ones_(norm.weight)
-                    init.zeros_(norm.bias)
-        elif isinstance(module, Query2LabelGroupWiseLinear):
-            bound = 1 / math.sqrt(module.weight.shape[1])
-            init.uniform_(module.weight, -bound, bound)
-            init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, Query2LabelModel):
-            init.normal_(module.label_embeddings.weight, std=self.config.label_embedding_init_std)
-            if isinstance(module.input_projection, nn.Conv2d):
-                init.kaiming_uniform_(module.input_projection.weight, a=math.sqrt(5))
-                bound = 1 / math.sqrt(module.input_projection.in_channels)
-                init.uniform_(module.input_projection.bias, -bound, bound)
-        elif isinstance(module, Query2LabelBackbone):
-            if module.output_norm is not None:
-                init.ones_(module.output_norm.weight)
-                init.zeros_(module.output_norm.bias)
-            _restore_non_persistent_buffers(module, self.config)
-
-
-def _restore_non_persistent_buffers(backbone: Query2LabelBackbone, config: Query2LabelConfig) -> None:
-    """Recompute buffers that are not saved with the weights (e.g. Swin's relative position index).
-
-    `from_pretrained` builds the model on the meta device and only fills what the checkpoint holds.
-    """
-    names = [
-        f"{module_name}.{buffer}".lstrip(".")
-        for module_name, module in backbone.named_modules()
-        for buffer in module._non_persistent_buffers_set
-        if module._buffers.get(buffer) is not None  # e.g. Swin's attention mask when it is built per forward
-    ]
-    if not names:
-        return
-    with torch.device("cpu"):
-        fresh = dict(Query2LabelBackbone(config).named_buffers())
-    for name in names:
-        module_name, _, buffer = name.rpartition(".")
-        owner = backbone.get_submodule(module_name)
-        current = getattr(owner, buffer)
-        owner.register_buffer(buffer, fresh[name].to(current.device), persistent=False)
 
 
 class Query2LabelModel(Query2LabelPreTrainedModel):
@@ -520,6 +578,7 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ) -> Query2LabelModelOutput | tuple:
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -529,11 +588,13 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
         batch_size, _, height, width = features.shape
         memory = features.flatten(2).transpose(1, 2)  # (batch, height * width, hidden)
         spatial_position = self.position_embedding(height, width, memory.device, memory.dtype)
-        memory, encoder_attentions = self.encoder(memory, spatial_position, output_attentions)
+        memory, encoder_hidden_states, encoder_attentions = self.encoder(
+            memory, spatial_position, output_attentions, output_hidden_states
+        )
 
         label_queries = self.label_embeddings.weight.unsqueeze(0).expand(batch_size, -1, -1)
         hidden_states = torch.zeros_like(label_queries)  # the decoder state starts at zeros
-        hidden_states, decoder_hidden_states, cross_attentions = self.decoder(
+        hidden_states, decoder_hidden_states, decoder_attentions, cross_attentions = self.decoder(
             hidden_states, memory, label_queries, spatial_position, output_attentions, output_hidden_states
         )
         # (batch, heads, num_labels, height * width) -> (batch, heads, num_labels, height, width)
@@ -542,23 +603,13 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
             last_hidden_state=hidden_states,
             encoder_last_hidden_state=memory,
             feature_map_size=(height, width),
+            encoder_hidden_states=encoder_hidden_states or None,
             decoder_hidden_states=decoder_hidden_states or None,
             encoder_attentions=encoder_attentions or None,
+            decoder_attentions=decoder_attentions or None,
             cross_attentions=cross_attentions or None,
         )
         return output if return_dict is not False else output.to_tuple()
-
-
-def asymmetric_loss_from_config(config: Query2LabelConfig, reduction: str = "sum") -> AsymmetricLoss:
-    """The training loss the config describes (read at every call, so adaptive asymmetry can move gamma_neg)."""
-    return AsymmetricLoss(
-        gamma_neg=config.asl_gamma_neg,
-        gamma_pos=config.asl_gamma_pos,
-        clip=config.asl_clip,
-        eps=config.asl_eps,
-        disable_focal_grad=config.asl_disable_focal_grad,
-        reduction=reduction,
-    )
 
 
 class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
@@ -568,6 +619,7 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
         super().__init__(config)
         self.model = Query2LabelModel(config)
         self.classifier = Query2LabelGroupWiseLinear(config.num_labels, config.hidden_size)
+        self.criterion = AsymmetricLoss.from_config(config)  # no tensors: adaptive asymmetry may move its gamma_neg
         self.post_init()
 
     def forward(
@@ -577,32 +629,39 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> ImageClassifierOutput | tuple:
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Query2LabelImageClassifierOutput | tuple:
         r"""
         labels (`torch.Tensor` of shape `(batch_size, num_labels)`, *optional*):
             Multi-hot targets (1 present, 0 absent, -1 unknown and ignored). When given, `loss` is the asymmetric
-            loss of the config, summed over labels and averaged over the batch.
+            loss of the config, summed over labels and averaged over images.
+        num_items_in_batch (`int` or `torch.Tensor`, *optional*):
+            Passed by the Trainer: the label entries of the whole accumulated batch (all processes). The loss is then
+            averaged over the images of that batch, so gradient accumulation gives the gradients of one big batch.
 
-        With `output_attentions=True`, `attentions` holds the decoder cross-attention maps, one tensor per decoder
-        layer shaped `(batch_size, heads, num_labels, height, width)`; with `output_hidden_states=True`,
-        `hidden_states` holds the label queries after each decoder layer.
+        With `output_attentions=True`, `cross_attentions` holds the decoder cross-attention maps, one tensor per
+        decoder layer shaped `(batch_size, heads, num_labels, height, width)`.
         """
         outputs = self.model(
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )
         logits = self.classifier(outputs.last_hidden_state)  # (batch, num_labels)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = ImageClassifierOutput(
+        loss = self.compute_loss(logits, labels, num_items_in_batch) if labels is not None else None
+        output = Query2LabelImageClassifierOutput(
             loss=loss,
             logits=logits,
-            hidden_states=outputs.decoder_hidden_states,
-            attentions=outputs.cross_attentions,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
         )
         return output if return_dict is not False else output.to_tuple()
 
 
 class Query2LabelBaselineForMultiLabelClassification(Query2LabelPreTrainedModel):
-    """The paper's baseline: the same backbone, global average pooling and one linear layer, the same loss.
+    """A baseline of our own: the same backbone, global average pooling and one linear layer, the same loss.
 
     Selected with `classifier_head="global_average_pooling"` in the config, which points `auto_map` here.
     """
@@ -612,15 +671,8 @@ class Query2LabelBaselineForMultiLabelClassification(Query2LabelPreTrainedModel)
         self.backbone = Query2LabelBackbone(config)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(self.backbone.num_features, config.num_labels)
+        self.criterion = AsymmetricLoss.from_config(config)
         self.post_init()
-
-    def _init_weights(self, module: nn.Module):
-        if module is getattr(self, "classifier", None):
-            bound = 1 / math.sqrt(module.in_features)
-            init.uniform_(module.weight, -bound, bound)
-            init.uniform_(module.bias, -bound, bound)
-        else:
-            super()._init_weights(module)
 
     def forward(
         self,
@@ -629,17 +681,21 @@ class Query2LabelBaselineForMultiLabelClassification(Query2LabelPreTrainedModel)
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> ImageClassifierOutput | tuple:
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Query2LabelImageClassifierOutput | tuple:
         pooled = self.backbone(pixel_values).mean(dim=(2, 3))  # (batch, channels)
         logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        output = ImageClassifierOutput(loss=loss, logits=logits)
+        loss = self.compute_loss(logits, labels, num_items_in_batch) if labels is not None else None
+        output = Query2LabelImageClassifierOutput(loss=loss, logits=logits)
         return output if return_dict is not False else output.to_tuple()
 
 
 __all__ = [
+    "Query2LabelBackbone",
     "Query2LabelBaselineForMultiLabelClassification",
     "Query2LabelForMultiLabelClassification",
+    "Query2LabelImageClassifierOutput",
     "Query2LabelModel",
     "Query2LabelModelOutput",
     "Query2LabelPreTrainedModel",

@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
 # Object-size buckets for mosaics (box area in pixels): small < 24^2 <= medium < 48^2 <= large. COCO's 32^2 / 96^2
 # would leave almost no large object on a 128-pixel canvas.
 MOSAIC_AREA_THRESHOLDS = (24**2, 48**2)
@@ -54,6 +52,12 @@ class MosaicSpec:
     max_overlap: float = 0.25
 
 
+def is_fashion_mnist_mosaic(dataset_name: str | None) -> bool:
+    """Whether `dataset_name` is a local folder of Fashion-MNIST mosaics (the embedded set), by its card's name."""
+    card = Path(dataset_name or "") / "README.md"
+    return bool(dataset_name) and card.is_file() and "pretty_name: Fashion-MNIST mosaics" in card.read_text(encoding="utf-8")
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an idx file (optionally gzipped): Fashion-MNIST / MNIST image or label arrays."""
     path = Path(path)
@@ -65,8 +69,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * num_dims).reshape(shape)
 
 
-def load_fashion_mnist(split: str = "train", directory: str | Path = FASHION_MNIST_DIR):
-    """Fashion-MNIST images `(N, 28, 28)` uint8 and labels `(N,)` from the Debian `dataset-fashion-mnist` files."""
+def load_fashion_mnist(directory: str | Path, split: str = "train"):
+    """Fashion-MNIST images `(N, 28, 28)` uint8 and labels `(N,)` from a folder of its idx files (the Debian package
+    `dataset-fashion-mnist` installs them in `/usr/share/datasets/fashion-mnist`)."""
     prefix = {"train": "train", "test": "t10k"}[split]
     directory = Path(directory)
     images_file = directory / f"{prefix}-images-idx3-ubyte.gz"

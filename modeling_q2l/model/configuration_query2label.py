@@ -7,6 +7,7 @@ its flat siblings, never this package absolutely.
 from typing import Any
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 # Written into every saved config so that the Auto classes find our code next to the weights.
@@ -39,7 +40,7 @@ class Query2LabelConfig(PreTrainedConfig):
             Name of a timm architecture. The model uses its last feature map (`features_only=True`,
             `out_indices=(-1,)` unless `backbone_kwargs` says otherwise). Ignored when `backbone_config` is set.
             The backbone is built with random weights; load pretrained weights with
-            `modeling_q2l.pretrained_backbones.load_backbone_weights`.
+            `modeling_q2l.hub.pretrained_backbones.load_pretrained_backbone`.
         backbone_kwargs (`dict`, *optional*):
             Extra keyword arguments for `timm.create_model`, for instance `{"output_stride": 16}` for a denser
             feature map or `{"out_indices": [3]}` for an earlier stage. `{"features_only": False}` builds the whole
@@ -48,6 +49,10 @@ class Query2LabelConfig(PreTrainedConfig):
         backbone_config (`dict` or `PreTrainedConfig`, *optional*):
             A transformers backbone configuration (ResNet, ConvNeXt, Swin, CvT, ...) built with `AutoBackbone`.
             Its last `out_features` stage feeds the transformer. Takes precedence over `backbone`.
+        backbone_hidden_act (`str`, *optional*):
+            Replace every GELU of the backbone by this activation (a name of `transformers.activations.ACT2FN`).
+            The authors' CvT uses `"quick_gelu"` (`x * sigmoid(1.702 x)`) where transformers' `CvtModel` has exact
+            GELU; the CvT presets and the official converter set it. `None` keeps the backbone's own activations.
         backbone_output_layer_norm (`bool`, *optional*, defaults to `False`):
             Apply a LayerNorm over channels to the backbone's feature map (the official CvT backbone ends with one).
         freeze_backbone_batch_norm (`bool`, *optional*, defaults to `False`):
@@ -55,7 +60,8 @@ class Query2LabelConfig(PreTrainedConfig):
             official ResNet backbones do.
         frozen_backbone_modules (`list[str]`, *optional*):
             Name prefixes of backbone parameters that are not trained, e.g. `["conv1", "bn1", "layer1"]` as in the
-            official ResNet recipe.
+            official ResNet recipe. A new model starts with them frozen; `from_pretrained` hands back trainable
+            tensors, so call `model.apply_backbone_freezing()` before training (`Query2LabelTrainer` does).
         num_channels (`int`, *optional*, defaults to 3):
             Number of input image channels.
         image_size (`int`, *optional*, defaults to 448):
@@ -95,8 +101,8 @@ class Query2LabelConfig(PreTrainedConfig):
 
     Classifier:
         classifier_head (`str`, *optional*, defaults to `"query2label"`):
-            `"query2label"` for the transformer head, or `"global_average_pooling"` for the paper's baseline (the same
-            backbone, global average pooling and one linear layer). The saved `auto_map` points
+            `"query2label"` for the transformer head, or `"global_average_pooling"` for a baseline of our own (the
+            same backbone, global average pooling and one linear layer). The saved `auto_map` points
             `AutoModelForImageClassification` at the matching class.
 
     Loss (Asymmetric Loss, Ben-Baruch et al., 2021):
@@ -111,8 +117,9 @@ class Query2LabelConfig(PreTrainedConfig):
         asl_disable_focal_grad (`bool`, *optional*, defaults to `True`):
             Treat the focusing weight as a constant (no gradient through it).
 
-        The loss returned by the model is the ASL summed over labels and averaged over the images of the batch, so
-        its scale does not depend on the batch size. Labels equal to -1 are unknown and ignored.
+        The loss returned by the model is the ASL summed over labels and averaged over the images of the batch (of
+        the whole accumulated batch when the Trainer passes `num_items_in_batch`), so its scale depends on neither
+        the batch size nor gradient accumulation. Labels equal to -1 are unknown and ignored.
 
     Inherited arguments of note: `id2label` / `label2id` / `num_labels` name the labels, and `problem_type` defaults
     to `"multi_label_classification"` so that pipelines apply an independent sigmoid to each label.
@@ -124,6 +131,8 @@ class Query2LabelConfig(PreTrainedConfig):
     >>> config = Query2LabelConfig(backbone="resnet50", num_labels=80, image_size=448)
     >>> model = Query2LabelForMultiLabelClassification(config)
     ```
+
+    The paper's variants are presets: `modeling_q2l.variant_config("Q2L-R101-448")`.
     """
 
     model_type = "query2label"
@@ -132,6 +141,7 @@ class Query2LabelConfig(PreTrainedConfig):
     backbone: str | None = "resnet101"
     backbone_kwargs: dict | None = None
     backbone_config: dict | PreTrainedConfig | None = None
+    backbone_hidden_act: str | None = None
     backbone_output_layer_norm: bool = False
     freeze_backbone_batch_norm: bool = False
     frozen_backbone_modules: list | None = None
@@ -179,6 +189,11 @@ class Query2LabelConfig(PreTrainedConfig):
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})."
             )
+        if self.backbone_hidden_act is not None and self.backbone_hidden_act not in ACT2FN:
+            raise ValueError(
+                f"backbone_hidden_act={self.backbone_hidden_act!r} is not an activation of transformers' ACT2FN "
+                "(e.g. 'quick_gelu', 'gelu')."
+            )
         if self.activation_function not in _ACTIVATIONS:
             raise ValueError(f"activation_function must be one of {_ACTIVATIONS}, got {self.activation_function!r}.")
         if self.decoder_layers < 1:
@@ -190,15 +205,6 @@ class Query2LabelConfig(PreTrainedConfig):
         auto_map["AutoModelForImageClassification"] = _CLASSIFIER_HEADS[self.classifier_head]
         self.auto_map = auto_map
         super().__post_init__(**kwargs)
-
-
-    @classmethod
-    def from_variant(cls, name: str, **overrides) -> "Query2LabelConfig":
-        """The config of a paper variant (`Q2L-R101-448`, `Q2L-SwinL-384`, ...; see `variants.VARIANTS`), with
-        optional field overrides. An unknown name raises an error listing the known ones."""
-        from .variants import variant_config
-
-        return variant_config(name, **overrides)
 
 
 __all__ = ["Query2LabelConfig"]

@@ -205,7 +205,9 @@ probabilities = model(**processor(Image.open("photo.jpg"), return_tensors="pt"))
 
 def training_model_card(config, report: dict, model_args, data_args, training_args) -> ModelCard:
     """The card `scripts/train.py` writes next to the weights it saves."""
-    is_embedded = data_args.dataset_name is None
+    from ..data.mosaic import is_fashion_mnist_mosaic
+
+    is_embedded = is_fashion_mnist_mosaic(data_args.dataset_name)
     dataset = "the embedded Fashion-MNIST mosaic set (validation split)" if is_embedded else f"{data_args.dataset_name} ({data_args.eval_split_name} split)"
     head = (
         f"the Query2Label head (hidden size {config.hidden_size}, {config.encoder_layers} encoder and {config.decoder_layers} "
@@ -249,7 +251,7 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
 
 
 def variant_card(variant, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
-    """The card of a paper variant (see `variants.VARIANTS`), with this package's measured results when given."""
+    """The card of a paper variant (see `presets.VARIANTS`), with this package's measured results when given."""
     head = (
         f"hidden size {variant.hidden_size} (the backbone's channels, no input projection), 1 encoder and 2 decoder "
         "layers, 4 heads, feed-forward 8192, post-norm, no self-attention among label queries"

@@ -1,13 +1,16 @@
 """Presets for the Query2Label models of the paper (Liu et al., 2021, Table 1 and the official releases).
 
-`Query2LabelConfig.from_variant("Q2L-R101-448")` builds the matching config (official head: 1 encoder and 2
-decoder layers, 4 heads, feed-forward 8192, hidden size equal to the backbone's channels, COCO's 80 labels).
-The COCO mAP values are the paper's, quoted for the model cards; they were not measured with this package.
+`PRESETS` maps each variant name to the `Query2LabelConfig` arguments of the official model (head: 1 encoder and 2
+decoder layers, 4 heads, feed-forward 8192, hidden size equal to the backbone's channels; COCO's 80 labels), the
+same arguments the converter derives from an official checkpoint's JSON. `variant_config(name, **overrides)` passes
+them, with any overrides, through the config's constructor. The COCO mAP values are the paper's, quoted for the model
+cards; they were not measured with this package.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from .official_backbones import config_from_official_args
+from ..model.configuration_query2label import Query2LabelConfig
+from .official_backbones import config_arguments_from_official
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,21 @@ def get_variant(name: str) -> Query2LabelVariant:
     return VARIANTS[name]
 
 
-def variant_config(name: str, **overrides):
-    """The `Query2LabelConfig` of a paper variant; keyword arguments override single fields."""
-    config = config_from_official_args(get_variant(name).official_args())
-    for key, value in overrides.items():
-        if not hasattr(config, key):
-            raise ValueError(f"Query2LabelConfig has no field {key!r}.")
-        setattr(config, key, value)
-    return config
+# variant name -> Query2LabelConfig arguments
+PRESETS: dict[str, dict] = {
+    name: config_arguments_from_official(variant.official_args()) for name, variant in VARIANTS.items()
+}
+
+
+def variant_config(name: str, **overrides) -> Query2LabelConfig:
+    """The `Query2LabelConfig` of a paper variant, e.g. `variant_config("Q2L-SwinL-384", image_size=512)`; keyword
+    arguments override single fields and go through the constructor's checks like the preset's own."""
+    get_variant(name)
+    known = {field.name for field in fields(Query2LabelConfig)} | {"num_labels"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"Query2LabelConfig has no field {unknown[0]!r}.")
+    return Query2LabelConfig(**{**PRESETS[name], **overrides})
 
 
 def check_official_args_match(name: str, args: dict) -> None:

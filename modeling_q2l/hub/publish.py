@@ -16,11 +16,11 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, get_token
 
-from .configuration_query2label import QUERY2LABEL_AUTO_MAP
+from ..model.configuration_query2label import QUERY2LABEL_AUTO_MAP
 from .model_card import CardContent, render_card, replace_measured_results, variant_card
 from .remote_code_check import check_folder_without_package
 
-PACKAGE_DIR = Path(__file__).parent
+MODEL_DIR = Path(__file__).parents[1] / "model"
 # The modules the auto_map names; what they import is found the way `save_pretrained` finds it.
 ENTRY_FILES = ("configuration_query2label.py", "modeling_query2label.py", "image_processing_query2label.py")
 
@@ -29,9 +29,9 @@ def code_files() -> list[Path]:
     """The code files a Hub repository needs: the auto_map modules and their relative imports."""
     from transformers.dynamic_module_utils import get_relative_import_files
 
-    files = {PACKAGE_DIR / name for name in ENTRY_FILES}
+    files = {MODEL_DIR / name for name in ENTRY_FILES}
     for name in ENTRY_FILES:
-        files.update(Path(path) for path in get_relative_import_files(str(PACKAGE_DIR / name)))
+        files.update(Path(path) for path in get_relative_import_files(str(MODEL_DIR / name)))
     return sorted(files)
 
 
@@ -88,7 +88,7 @@ def build_card(args: PublishArguments, model_dir: Path, config: dict, report: di
     if report is not None and measured_on:
         measured_on = f"{measured_on} ({report.get('eval_split', 'evaluation')} split)"
     if args.variant is not None:
-        from .variants import get_variant
+        from .presets import get_variant
 
         return variant_card(get_variant(args.variant), args.repo_id, report, measured_on, (report or {}).get("dataset"))
     existing = model_dir / "README.md"
@@ -190,7 +190,7 @@ def upload(args: PublishArguments, folder: Path, api: HfApi | None = None) -> st
 def publish(args: PublishArguments) -> str:
     """Dry run: write and validate the folder, return its path. Otherwise also upload, return the repo URL."""
     if args.variant is not None:
-        from .variants import get_variant
+        from .presets import get_variant
 
         get_variant(args.variant)  # fail before any work on an unknown name
     if args.dry_run:

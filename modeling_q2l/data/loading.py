@@ -1,0 +1,166 @@
+"""Loading multi-label datasets: Hub ids, local folders, parquet files and COCO instances files, and the check of
+every sample before training.
+
+Bad samples (unreadable or truncated images, ids out of range, unknown names, empty label lists) stop the run
+with an error naming the sample, unless `skip_bad_samples` is set: then they are dropped, counted and reported.
+"""
+
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from transformers.image_transforms import convert_to_rgb
+
+from ..model.image_processing_query2label import to_eight_bit
+from .labels import BadSampleError, LabelEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def load_coco_instances(annotation_file: str | Path, image_dir: str | Path):
+    """A `datasets.Dataset` from a COCO instances JSON: `image` (path), `objects` {bbox, category} with categories
+    renumbered 0..K-1 in the order of the file's `categories`; images without annotations keep an empty list."""
+    from datasets import ClassLabel, Dataset, Features, List, Value
+    from datasets import Image as ImageFeature
+
+    annotation_file, image_dir = Path(annotation_file), Path(image_dir)
+    coco = json.loads(annotation_file.read_text(encoding="utf-8"))
+    for key in ("images", "annotations", "categories"):
+        if key not in coco:
+            raise ValueError(f"{annotation_file} is not a COCO instances file: it has no {key!r}.")
+    categories = sorted(coco["categories"], key=lambda c: c["id"])
+    index_of = {c["id"]: i for i, c in enumerate(categories)}
+    objects = {image["id"]: {"bbox": [], "category": []} for image in coco["images"]}
+    for annotation in coco["annotations"]:
+        if annotation["category_id"] not in index_of:
+            raise ValueError(
+                f"{annotation_file}: annotation {annotation.get('id')} has category_id {annotation['category_id']}, "
+                "which is not among the file's categories."
+            )
+        target = objects[annotation["image_id"]]
+        target["bbox"].append([float(v) for v in annotation["bbox"]])
+        target["category"].append(index_of[annotation["category_id"]])
+    names = [c["name"] for c in categories]
+    features = Features(
+        {
+            "image": ImageFeature(),
+            "objects": {"bbox": List(List(Value("float32"), length=4)), "category": List(ClassLabel(names=names))},
+        }
+    )
+    rows = [{"image": str(image_dir / image["file_name"]), "objects": objects[image["id"]]} for image in coco["images"]]
+    return Dataset.from_list(rows, features=features)
+
+
+def load_raw_datasets(dataset_name: str, dataset_config_name: str | None = None, cache_dir: str | None = None):
+    """A `DatasetDict` from a Hub id, a local folder (Hub layout, parquet, `imagefolder` with metadata) or a parquet
+    file. Hub ids need the network or a populated cache; everything else works offline."""
+    from datasets import load_dataset
+
+    path = Path(dataset_name)
+    if path.is_file() and path.suffix == ".parquet":
+        return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=cache_dir)
+    if path.is_dir() or path.is_file():
+        return load_dataset(str(path), dataset_config_name, cache_dir=cache_dir)
+    try:
+        return load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load dataset {dataset_name!r} ({type(error).__name__}: {error}). Pass a local folder or "
+            "parquet file, or check the Hub id and your connection."
+        ) from error
+
+
+def open_image(value) -> Image.Image:
+    """A loaded PIL image from what a `datasets` Image column holds (PIL image, path, or {bytes, path})."""
+    if isinstance(value, Image.Image):
+        image = value
+    elif isinstance(value, dict):
+        image = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+    else:
+        image = Image.open(value)
+    image.load()  # raises on truncated or corrupt files
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as the image processor makes it: 16-bit scaled to 8 bits, transparency composited on white."""
+    return Image.fromarray(convert_to_rgb(to_eight_bit(image), return_numpy=True))
+
+
+@dataclass
+class PreparedSplit:
+    """A split ready for training: the dataset (bad samples removed), its multi-hot labels and what was skipped."""
+
+    dataset: object
+    labels: np.ndarray  # (num_samples, num_labels)
+    skipped: dict  # reason -> count
+
+
+def _check_sample(encoder, raw_labels, raw_images, index, image_column, verify_images):
+    """(None, multi-hot vector) for a usable sample, else (the error, the reason to count it under)."""
+    try:
+        vector = encoder(raw_labels)
+    except BadSampleError as error:
+        return error, error.reason
+    except (TypeError, ValueError) as error:  # e.g. a label that is not an id
+        return error, "invalid labels"
+    if verify_images:
+        try:
+            open_image(raw_images[index][image_column])
+        except (OSError, ValueError, SyntaxError) as error:  # what PIL raises on unreadable or truncated files
+            return error, "unreadable image"
+    return None, vector
+
+
+def _describe(raw_images, index: int, image_column: str) -> str:
+    raw = raw_images[index][image_column]
+    path = raw.get("path") if isinstance(raw, dict) else None
+    return f"sample {index}" + (f" ({path})" if path else "")
+
+
+def prepare_split(
+    dataset,
+    encoder: LabelEncoder,
+    image_column: str,
+    label_column: str,
+    skip_bad_samples: bool = False,
+    verify_images: bool = True,
+    split_name: str = "train",
+) -> PreparedSplit:
+    """Encode every sample's labels and (optionally) check that its image decodes.
+
+    A bad sample raises `BadSampleError` naming it, or with `skip_bad_samples` is dropped and counted.
+    """
+    from datasets import Image as ImageFeature
+
+    if image_column not in dataset.features:
+        raise ValueError(
+            f"No column {image_column!r} in the {split_name} split (columns: {list(dataset.features)}); pass "
+            "--image_column_name."
+        )
+    raw_images = dataset.cast_column(image_column, ImageFeature(decode=False))
+    keep, vectors, skipped = [], [], Counter()
+    for index, raw_labels in enumerate(dataset[label_column]):
+        problem, outcome = _check_sample(encoder, raw_labels, raw_images, index, image_column, verify_images)
+        if problem is None:  # outcome: the multi-hot vector
+            keep.append(index)
+            vectors.append(outcome)
+            continue
+        if not skip_bad_samples:
+            raise BadSampleError(
+                f"{split_name} {_describe(raw_images, index, image_column)}: {problem}. Fix the data, or pass "
+                "--skip_bad_samples to drop such samples (they are counted and reported)."
+            ) from problem
+        skipped[outcome] += 1  # outcome: the reason
+    if skipped:
+        logger.warning("%s: skipped %d bad samples: %s", split_name, sum(skipped.values()), dict(skipped))
+    if not keep:
+        raise ValueError(f"The {split_name} split has no usable sample.")
+    if len(keep) < len(dataset):
+        dataset = dataset.select(keep)
+    return PreparedSplit(dataset, np.stack(vectors).astype(np.float32), dict(skipped))

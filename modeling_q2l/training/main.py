@@ -1,0 +1,205 @@
+"""The main job: train Query2Label on a multi-label dataset, evaluate it, save a Hub-ready folder.
+
+`scripts/train.py` is a thin entry point to `main()`, which it hands its defaults (the embedded dataset's path).
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import set_seed
+
+from .. import Query2LabelConfig, model_class_for
+from ..data.labels import detect_label_format, parse_label_names, resolve_label_column
+from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
+from ..data.transforms import MultiLabelImageDataset, collate_multilabel, training_augmentation
+from ..evaluation.metrics import sigmoid_scores
+from ..evaluation.report import area_thresholds_for, report_for_split, report_to_markdown
+from ..hub.pretrained_backbones import image_processor_for_backbone, load_pretrained_backbone
+from .arguments import loss_settings, parse_arguments
+from .trainer import Query2LabelTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def configure_cpu_threads(requested: int | None, training_args) -> int:
+    """On CPU, use every core: `accelerate launch` limits torch to 1 thread unless told otherwise."""
+    if torch.cuda.is_available() and not training_args.use_cpu:
+        return torch.get_num_threads()
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    threads = requested or max(1, (os.cpu_count() or 1) // local_processes)
+    if threads != torch.get_num_threads():
+        logger.info("Using %d torch threads per process (was %d).", threads, torch.get_num_threads())
+        torch.set_num_threads(threads)
+    return threads
+
+
+def load_splits(data_args):
+    """(train, eval) `datasets.Dataset`s from the data arguments."""
+    if data_args.coco_annotations:
+        train = load_coco_instances(data_args.coco_annotations, data_args.coco_image_dir or ".")
+        evaluation = (
+            load_coco_instances(data_args.coco_eval_annotations, data_args.coco_eval_image_dir or ".")
+            if data_args.coco_eval_annotations
+            else None
+        )
+    else:
+        name = data_args.dataset_name
+        if name is None:
+            raise ValueError("Pass --dataset_name (a Hub id, a local folder or a parquet file) or --coco_annotations.")
+        raw = load_raw_datasets(name, data_args.dataset_config_name)
+        if data_args.train_split_name not in raw:
+            raise ValueError(f"No split {data_args.train_split_name!r} in {name} (splits: {list(raw)}).")
+        train = raw[data_args.train_split_name]
+        evaluation = raw.get(data_args.eval_split_name)
+    if evaluation is None:
+        logger.info("No %r split: holding out %.0f%% of train.", data_args.eval_split_name, 100 * data_args.train_val_split)
+        parts = train.train_test_split(test_size=data_args.train_val_split, seed=0)
+        train, evaluation = parts["train"], parts["test"]
+    if data_args.max_train_samples is not None:
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
+    if data_args.max_eval_samples is not None:
+        evaluation = evaluation.select(range(min(data_args.max_eval_samples, len(evaluation))))
+    return train, evaluation
+
+
+def build_model(model_args, label_names: list[str]):
+    """A new model (pretrained backbone loaded explicitly) or a saved one; returns (model, backbone weights source)."""
+    id2label = dict(enumerate(label_names))
+    label2id = {name: index for index, name in id2label.items()}
+    loss = loss_settings(model_args.loss, model_args.gamma_neg, model_args.gamma_pos, model_args.clip, model_args.focal_gamma)
+    if model_args.model_name_or_path:
+        config_dict, _ = Query2LabelConfig.get_config_dict(model_args.model_name_or_path)
+        config = Query2LabelConfig.from_dict({**config_dict, **loss})  # the constructor checks the new loss too
+        if list(config.id2label.values()) != label_names:
+            raise ValueError(
+                f"{model_args.model_name_or_path} predicts {list(config.id2label.values())} but the dataset has "
+                f"{label_names}; start from a model with the same labels."
+            )
+        model = model_class_for(config).from_pretrained(model_args.model_name_or_path, config=config)
+        return model, f"fine-tuned from {model_args.model_name_or_path}"
+    config = Query2LabelConfig(
+        backbone=model_args.backbone,
+        backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
+        image_size=model_args.image_size,
+        classifier_head=model_args.classifier_head,
+        hidden_size=model_args.hidden_size,
+        use_input_projection=True,
+        encoder_layers=model_args.encoder_layers,
+        decoder_layers=model_args.decoder_layers,
+        num_attention_heads=model_args.num_attention_heads,
+        intermediate_size=model_args.intermediate_size,
+        dropout=model_args.dropout,
+        attention_dropout=model_args.dropout,
+        pre_norm=model_args.pre_norm,
+        id2label=id2label,
+        label2id=label2id,
+        **loss,
+    )
+    model = model_class_for(config)(config)
+    return model, load_pretrained_backbone(model, model_args.backbone_weights)
+
+
+def main(argv=None, defaults: dict | None = None) -> dict:
+    model_args, data_args, training_args = parse_arguments(argv, defaults)
+    _, report = run(model_args, data_args, training_args)
+    return report
+
+
+def run(model_args, data_args, training_args):
+    """Train, pick the better of regular and EMA weights, evaluate, save (on the main process).
+
+    Returns the trainer (holding the final model) and the evaluation report."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, handlers=[logging.StreamHandler(sys.stdout)])
+    transformers.utils.logging.set_verbosity_warning()
+    threads = configure_cpu_threads(data_args.cpu_threads, training_args)
+    set_seed(training_args.seed)
+    started = time.time()
+
+    train_raw, eval_raw = load_splits(data_args)
+    label_column = resolve_label_column(train_raw, data_args.label_column_name)
+    encoder = detect_label_format(
+        train_raw, label_column, parse_label_names(data_args.class_names), data_args.label_format, data_args.allow_empty_labels
+    )
+    prepare = dict(
+        encoder=encoder,
+        image_column=data_args.image_column_name,
+        label_column=label_column,
+        skip_bad_samples=data_args.skip_bad_samples,
+        verify_images=data_args.verify_images,
+    )
+    train_split = prepare_split(train_raw, split_name="train", **prepare)
+    eval_split = prepare_split(eval_raw, split_name="evaluation", **prepare)
+    logger.info("Labels (%s format): %s", encoder.label_format, encoder.names)
+
+    model, backbone_source = build_model(model_args, encoder.names)
+    processor = image_processor_for_backbone(model.config)
+    augmentation = training_augmentation(
+        model.config.image_size, data_args.randaugment, data_args.randaugment_magnitude, data_args.horizontal_flip
+    )
+    train_dataset = MultiLabelImageDataset(
+        train_split,
+        data_args.image_column_name,
+        processor,
+        augmentation=augmentation,
+        cutout_probability=data_args.cutout_probability,
+        augmentation_seed=training_args.seed,
+    )
+    eval_dataset = MultiLabelImageDataset(eval_split, data_args.image_column_name, processor)
+
+    trainer = Query2LabelTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collate_multilabel,
+        processing_class=processor,
+        ema_decay=model_args.ema_decay or None,
+        exempt_norm_and_bias_from_decay=model_args.exempt_norm_and_bias_from_decay,
+        backbone_learning_rate=model_args.backbone_learning_rate,
+        adaptive_asymmetry=(model_args.target_probability_gap, model_args.asymmetry_step_size)
+        if model_args.adaptive_asymmetry
+        else None,
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    prediction, weights = trainer.predict_with_better_weights(eval_dataset)
+    logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    area_thresholds = area_thresholds_for(data_args.dataset_name, data_args.area_thresholds)
+    report = report_for_split(sigmoid_scores(logits), eval_split, encoder, encoder.names, area_thresholds)
+    report.update(
+        {
+            "weights": weights,
+            "backbone_weights": backbone_source,
+            "dataset": data_args.dataset_name or data_args.coco_eval_annotations or data_args.coco_annotations,
+            "eval_split": data_args.eval_split_name,
+            "skipped_samples": {"train": train_split.skipped, "evaluation": eval_split.skipped},
+            "train_runtime_s": round(train_result.metrics.get("train_runtime", 0.0), 1),
+            "total_runtime_s": round(time.time() - started, 1),
+            "torch_threads": threads,
+            "world_size": training_args.world_size,
+            "final_gamma_neg": trainer.accelerator.unwrap_model(trainer.model).criterion.gamma_neg,
+        }
+    )
+    if trainer.is_world_process_zero():
+        save_outputs(trainer, processor, report, model_args, data_args, training_args)
+        print(report_to_markdown(report))
+        print(f"\nSaved to {training_args.output_dir} ({report['total_runtime_s']} s in all)")
+    return trainer, report
+
+
+def save_outputs(trainer, processor, report, model_args, data_args, training_args) -> None:
+    """Weights, config, processor, code files, `eval_results.json` and a model card with the measured results."""
+    from ..hub.model_card import training_model_card
+
+    output_dir = Path(training_args.output_dir)
+    trainer.save_model(str(output_dir))
+    processor.save_pretrained(output_dir)
+    (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
+    card = training_model_card(trainer.model.config, report, model_args, data_args, training_args)
+    card.save(output_dir / "README.md")

@@ -1,0 +1,191 @@
+"""Training Query2Label with the transformers Trainer, through its public API only.
+
+- The loss is the model's own (`forward(labels=..., num_items_in_batch=...)`): the Trainer counts the label entries
+  of the whole accumulated batch and the model divides by the images they stand for, so gradient accumulation gives
+  the gradients of one big batch (the model declares `accepts_loss_kwargs`).
+- `create_optimizer` / `create_scheduler` (documented hooks): AdamW with weight decay on every parameter, the official
+  recipe, or sparing norms and biases; an optional separate backbone rate; one-cycle stepped every iteration.
+- EMA and adaptive asymmetry are callbacks with their own state (`callbacks.py`); `train` hands them the checkpoint it
+  resumes from.
+"""
+
+import contextlib
+import logging
+
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..evaluation.metrics import multilabel_metrics, sigmoid_scores
+from .callbacks import AdaptiveAsymmetryCallback, AugmentationEpochCallback, EmaCallback
+
+logger = logging.getLogger(__name__)
+
+
+def compute_multilabel_metrics(eval_prediction) -> dict:
+    """`compute_metrics` for the Trainer: every metric of `metrics.multilabel_metrics` on sigmoid scores."""
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    results = multilabel_metrics(sigmoid_scores(logits), labels)
+    results.pop("AP")
+    return results
+
+
+class Query2LabelTrainer(Trainer):
+    """A Trainer for multi-label image classification with Query2Label.
+
+    Args (besides the Trainer's):
+        ema_decay: keep an EMA of the weights with this decay; it is saved in checkpoints, evaluated next to the
+            regular weights (`eval_ema_*` metrics) and swapped in at the end when better (`predict_with_better_weights`).
+        exempt_norm_and_bias_from_decay: no weight decay on norms and biases (the official recipe decays all).
+        backbone_learning_rate: a separate peak learning rate for the backbone.
+        one_cycle_pct_start: share of the steps spent warming up in the one-cycle schedule.
+        adaptive_asymmetry: `(target_gap, step_size)` to move gamma_neg toward a probability gap.
+
+    The config's `frozen_backbone_modules` are frozen before the optimizer is built (`from_pretrained` hands back
+    trainable tensors); frozen parameters get no optimizer state.
+    """
+
+    def __init__(
+        self,
+        *args,
+        ema_decay: float | None = None,
+        exempt_norm_and_bias_from_decay: bool = False,
+        backbone_learning_rate: float | None = None,
+        one_cycle_pct_start: float = 0.2,
+        adaptive_asymmetry: tuple[float, float] | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("compute_metrics", compute_multilabel_metrics)
+        super().__init__(*args, **kwargs)
+        self.accelerator.unwrap_model(self.model).apply_backbone_freezing()
+        if hasattr(self.train_dataset, "augmentation_seed"):
+            self.add_callback(AugmentationEpochCallback(self.train_dataset))
+        self.exempt_norm_and_bias_from_decay = exempt_norm_and_bias_from_decay
+        self.backbone_learning_rate = backbone_learning_rate
+        self.one_cycle_pct_start = one_cycle_pct_start
+        self.ema = EmaCallback(self.model, ema_decay) if ema_decay else None
+        self.adaptive_asymmetry = None
+        if adaptive_asymmetry is not None:
+            gamma_neg = self.accelerator.unwrap_model(self.model).criterion.gamma_neg
+            self.adaptive_asymmetry = AdaptiveAsymmetryCallback(gamma_neg, *adaptive_asymmetry)
+        for callback in (self.ema, self.adaptive_asymmetry):
+            if callback is not None:
+                self.add_callback(callback)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No checkpoint to resume from in {self.args.output_dir}.")
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            self.lr_scheduler = None  # a new run gets a schedule for its own number of steps
+        if resume_from_checkpoint:
+            for callback in (self.ema, self.adaptive_asymmetry):
+                if callback is not None:
+                    callback.load_checkpoint(resume_from_checkpoint)
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        self._broadcast_buffers_from_main_process()
+        return output
+
+    def _broadcast_buffers_from_main_process(self):
+        """Give every process the main process's buffers (BatchNorm statistics, EMA weights).
+
+        DDP broadcasts buffers before each forward, so after the last step each process still holds the statistics
+        of its own last batch; this makes all processes end with the weights the main process saves."""
+        if self.args.world_size <= 1 or not torch.distributed.is_initialized():
+            return
+        modules = [self.accelerator.unwrap_model(self.model)] + ([self.ema.module] if self.ema is not None else [])
+        for module in modules:
+            for buffer in module.buffers():
+                torch.distributed.broadcast(buffer.data, src=0)
+        if self.ema is not None:
+            for parameter in self.ema.module.parameters():
+                torch.distributed.broadcast(parameter.data, src=0)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # The model computes the loss; adaptive asymmetry also needs the batch's probabilities.
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.adaptive_asymmetry is not None and model.training:
+            reduce = lambda tensor: self.accelerator.reduce(tensor, reduction="sum")  # noqa: E731
+            self.adaptive_asymmetry.observe(outputs.logits, inputs["labels"], reduce)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs):
+        if self.adaptive_asymmetry is not None and "loss" in logs:
+            logs.update(self.adaptive_asymmetry.pop_logs())
+        super().log(logs, *args, **kwargs)
+
+    # -- optimiser and schedule -------------------------------------------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        model = model or self.model
+        groups = {}
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                continue  # frozen: no optimizer state
+            skip_decay = self.exempt_norm_and_bias_from_decay and (parameter.ndim <= 1 or name.endswith(".bias"))
+            is_backbone = self.backbone_learning_rate is not None and ".backbone." in f".{name}"
+            groups.setdefault((skip_decay, is_backbone), []).append(parameter)
+        param_groups = [
+            {
+                "params": params,
+                "weight_decay": 0.0 if skip_decay else self.args.weight_decay,
+                "lr": self.backbone_learning_rate if is_backbone else self.args.learning_rate,
+            }
+            for (skip_decay, is_backbone), params in groups.items()
+        ]
+        self.optimizer = torch.optim.AdamW(
+            param_groups,
+            lr=self.args.learning_rate,
+            betas=(self.args.adam_beta1, self.args.adam_beta2),
+            eps=self.args.adam_epsilon,
+        )
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            self.lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=[group["lr"] for group in optimizer.param_groups],
+                total_steps=num_training_steps,
+                pct_start=self.one_cycle_pct_start,
+            )
+        return self.lr_scheduler
+
+    # -- EMA --------------------------------------------------------------------------------------------------------
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.ema is not None and metric_key_prefix == "eval":
+            with self.ema_weights():
+                metrics.update(super().evaluate(eval_dataset, ignore_keys, "eval_ema"))
+        return metrics
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """The model holds the EMA weights inside the block, its own weights again after."""
+        model = self.accelerator.unwrap_model(self.model)
+        saved = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        model.load_state_dict(self.ema.module.state_dict())
+        try:
+            yield model
+        finally:
+            model.load_state_dict(saved)
+
+    def predict_with_better_weights(self, dataset, metric: str = "mAP"):
+        """Predict `dataset` with the regular and (if kept) the EMA weights; leave the better in the model.
+
+        Returns the better run's `PredictionOutput` and `"ema"` or `"regular"`: one pass per set of weights."""
+        prediction = self.predict(dataset)
+        if self.ema is None:
+            return prediction, "regular"
+        with self.ema_weights():
+            ema_prediction = self.predict(dataset)
+        if ema_prediction.metrics[f"test_{metric}"] > prediction.metrics[f"test_{metric}"]:
+            self.accelerator.unwrap_model(self.model).load_state_dict(self.ema.module.state_dict())
+            return ema_prediction, "ema"
+        return prediction, "regular"
