@@ -181,3 +181,63 @@ def test_swin_backbone_through_forward_features_at_any_size(tmp_path):
     reloaded = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path).eval()
     pixels = torch.randn(1, 3, 224, 224)
     torch.testing.assert_close(reloaded(pixels).logits, model(pixels).logits)
+
+
+def tiny_cvt_config(**overrides):
+    from transformers import CvtConfig
+
+    cvt = CvtConfig(embed_dim=[8, 16, 32], depth=[1, 2, 3], num_heads=[1, 2, 4], cls_token=[False, False, True])
+    kwargs = dict(
+        backbone_config=cvt, backbone_output_layer_norm=True, num_labels=6, hidden_size=32, intermediate_size=32,
+        num_attention_heads=2, image_size=64,
+    )  # fmt: skip
+    kwargs.update(overrides)
+    return Query2LabelConfig(**kwargs)
+
+
+def test_cvt_uses_the_authors_quick_gelu():
+    """The authors' CvT computes every MLP as fc2(x * sigmoid(1.702 x)) with x = fc1(input); transformers' CvtModel
+    has exact GELU. `backbone_hidden_act="quick_gelu"` makes ours the authors' construction."""
+    torch.manual_seed(0)
+    quick = Query2LabelForMultiLabelClassification(tiny_cvt_config(backbone_hidden_act="quick_gelu")).eval()
+    exact = Query2LabelForMultiLabelClassification(tiny_cvt_config()).eval()
+    exact.load_state_dict(quick.state_dict())
+    backbone = quick.model.backbone.model
+    assert not any(isinstance(module, torch.nn.GELU) for module in backbone.modules())
+    intermediates = [module for module in backbone.modules() if type(module).__name__ == "CvtIntermediate"]
+    assert len(intermediates) == 6  # one per block: depths 1 + 2 + 3
+    inputs = torch.randn(2, 5, 8)
+    block = intermediates[0]
+    projected = block.dense(inputs)
+    torch.testing.assert_close(block(inputs), projected * torch.sigmoid(1.702 * projected))  # the authors' QuickGELU
+    pixels = torch.randn(2, 3, 64, 64)
+    assert (quick(pixels).logits - exact(pixels).logits).abs().max() > 1e-4  # the activation matters
+
+
+def test_quick_gelu_is_rebuilt_from_a_saved_folder_with_remote_code(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from modeling_q2l import Query2LabelImageProcessor
+    from modeling_q2l.hub.remote_code_check import check_folder_without_package
+
+    torch.manual_seed(0)
+    model = Query2LabelForMultiLabelClassification(tiny_cvt_config(backbone_hidden_act="quick_gelu")).eval()
+    model.save_pretrained(tmp_path)
+    processor = Query2LabelImageProcessor(size={"height": 64, "width": 64})
+    processor.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["backbone_hidden_act"] == "quick_gelu"
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    image.save(tmp_path / "image.png")
+    seen = check_folder_without_package(tmp_path, tmp_path / "image.png")
+    with torch.no_grad():
+        expected = torch.sigmoid(model(**processor(image, return_tensors="pt")).logits[0])
+    got = torch.tensor([seen["sigmoid_of_logits"][model.config.id2label[i]] for i in range(6)])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_backbone_activation_is_a_clear_error():
+    with pytest.raises(ValueError, match="backbone_hidden_act='quick_gelu2'"):
+        tiny_cvt_config(backbone_hidden_act="quick_gelu2")

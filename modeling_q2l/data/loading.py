@@ -89,7 +89,10 @@ def open_image(value) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB as the image processor makes it: 16-bit scaled to 8 bits, transparency composited on white."""
-    return Image.fromarray(convert_to_rgb(to_eight_bit(image), return_numpy=True))
+    eight_bit = to_eight_bit(image)
+    if not isinstance(eight_bit, Image.Image):  # a (3, height, width) uint8 tensor
+        return Image.fromarray(eight_bit.permute(1, 2, 0).numpy())
+    return Image.fromarray(convert_to_rgb(eight_bit, return_numpy=True))
 
 
 @dataclass

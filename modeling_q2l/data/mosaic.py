@@ -71,7 +71,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def load_fashion_mnist(directory: str | Path, split: str = "train"):
     """Fashion-MNIST images `(N, 28, 28)` uint8 and labels `(N,)` from a folder of its idx files (the Debian package
-    `dataset-fashion-mnist` installs them in `/usr/share/datasets/fashion-mnist`)."""
+    `dataset-fashion-mnist` installs them; `scripts/build_mosaic_dataset.py` knows where)."""
     prefix = {"train": "train", "test": "t10k"}[split]
     directory = Path(directory)
     images_file = directory / f"{prefix}-images-idx3-ubyte.gz"

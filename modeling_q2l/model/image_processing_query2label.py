@@ -1,31 +1,33 @@
 """Query2Label image processor: square resize to the model's resolution, RGB conversion, normalisation.
 
-Saved next to the weights for `trust_remote_code`: depends on transformers, torch and PIL only.
+Saved next to the weights for `trust_remote_code`: depends on transformers and torch only.
 """
 
-import numpy as np
+import torch
 from transformers.image_processing_backends import TorchvisionBackend
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
-
-try:
-    from PIL import Image
-except ImportError:  # PIL is optional for tensor inputs
-    Image = None
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling, is_pil_image
 
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def to_eight_bit(image):
-    """Map a 16-bit or 32-bit single-channel PIL image onto 8 bits (PIL's own `convert("RGB")` clips it to white)."""
-    if Image is None or not isinstance(image, Image.Image) or image.mode not in _HIGH_BIT_DEPTH_MODES:
+    """A 16-bit or 32-bit single-channel PIL image as an 8-bit `(3, height, width)` uint8 tensor; anything else is
+    returned as it is. PIL's own `convert("RGB")` clips such images to white. 16-bit values are scaled by 65535,
+    32-bit integers and floats by their observed range."""
+    if not is_pil_image(image) or image.mode not in _HIGH_BIT_DEPTH_MODES:
         return image
-    array = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        values = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.float32).double()
+    else:  # PIL converts every 16-bit layout to 32-bit integers without loss
+        values = torch.frombuffer(bytearray(image.convert("I").tobytes()), dtype=torch.int32).double()
+    values = values.reshape(image.height, image.width)
     if image.mode.startswith("I;16"):
-        array = array / 65535.0
-    else:  # 32-bit integer or float: scale by the observed range
-        low, high = float(array.min()), float(array.max())
-        array = (array - low) / (high - low) if high > low else np.zeros_like(array)
-    return Image.fromarray(np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8), mode="L")
+        values = values / 65535.0
+    else:
+        low, high = values.min(), values.max()
+        values = (values - low) / (high - low) if high > low else torch.zeros_like(values)
+    gray = torch.round(values * 255.0).clamp(0, 255).to(torch.uint8)
+    return gray.unsqueeze(0).expand(3, -1, -1).contiguous()
 
 
 class Query2LabelImageProcessor(TorchvisionBackend):
