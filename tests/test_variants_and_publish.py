@@ -33,6 +33,22 @@ def test_variant_errors_and_overrides():
     assert variant_config("Q2L-R101-448", image_size=512).image_size == 512
     with pytest.raises(ValueError, match="no field"):
         variant_config("Q2L-R101-448", not_a_field=1)
+    # overrides go through the constructor's checks, like the preset's own arguments
+    with pytest.raises(ValueError, match="divisible"):
+        variant_config("Q2L-R101-448", num_attention_heads=5)
+    assert variant_config("Q2L-R101-448", num_labels=20).num_labels == 20
+
+
+def test_presets_are_data_and_match_the_converter():
+    from modeling_q2l import PRESETS
+    from modeling_q2l.hub.official_backbones import config_from_official_args
+
+    assert set(PRESETS) == set(VARIANTS)
+    assert PRESETS["Q2L-R101-448"]["frozen_backbone_modules"] == ["conv1", "bn1", "layer1"]
+    assert PRESETS["Q2L-CvT-w24-384"]["backbone_hidden_act"] == "quick_gelu"  # the authors' CvT
+    for name, variant in VARIANTS.items():
+        converted = config_from_official_args(variant.official_args()).to_dict()
+        assert variant_config(name).to_dict() == converted, name
     check_official_args_match("Q2L-R101-576", VARIANTS["Q2L-R101-576"].official_args())
     with pytest.raises(ValueError, match="img_size"):
         check_official_args_match("Q2L-R101-576", {**VARIANTS["Q2L-R101-576"].official_args(), "img_size": 448})

@@ -231,7 +231,7 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         for prefix in self.frozen_modules:
             if not any(name.startswith(prefix) for name, _ in self.model.named_modules()):
                 raise ValueError(f"frozen_backbone_modules: no backbone module is named {prefix!r}.")
-        self.gradient_checkpointing = False  # set by `gradient_checkpointing_enable()`
+        self.gradient_checkpointing = False  # set by `activation_checkpointing_enable()`
         self._timm_checkpointing = False
         self.post_init()
         self.freeze_configured_modules()
