@@ -11,19 +11,22 @@ Importing the package registers the Query2Label classes with the transformers Au
 `save_pretrained` writes an `auto_map` and copies the model folder's files next to the weights.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+)
 
+from . import model
 from .hub.presets import PRESETS, variant_config
+from .model import *  # noqa: F403 (the model folder's public names are the package's)
 from .model import (
-    AsymmetricLoss,
     Query2LabelBaselineForMultiLabelClassification,
     Query2LabelConfig,
     Query2LabelForMultiLabelClassification,
-    Query2LabelImageClassifierOutput,
     Query2LabelImageProcessor,
     Query2LabelModel,
-    Query2LabelModelOutput,
-    Query2LabelPreTrainedModel,
 )
 
 __version__ = "0.2.0"
@@ -47,17 +50,4 @@ def model_class_for(config: Query2LabelConfig):
     return Query2LabelForMultiLabelClassification
 
 
-__all__ = [
-    "PRESETS",
-    "AsymmetricLoss",
-    "Query2LabelBaselineForMultiLabelClassification",
-    "Query2LabelConfig",
-    "Query2LabelForMultiLabelClassification",
-    "Query2LabelImageClassifierOutput",
-    "Query2LabelImageProcessor",
-    "Query2LabelModel",
-    "Query2LabelModelOutput",
-    "Query2LabelPreTrainedModel",
-    "model_class_for",
-    "variant_config",
-]
+__all__ = [*model.__all__, "PRESETS", "model_class_for", "variant_config"]

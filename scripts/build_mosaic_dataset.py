@@ -17,7 +17,6 @@ from transformers import HfArgumentParser
 
 from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
 
-
 # The entry point's defaults: the repository's embedded dataset, from the Debian `dataset-fashion-mnist` files.
 DEFAULTS = {
     "output_dir": str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"),

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from modeling_q2l.hub.convert_official import convert_official_checkpoint
 from modeling_q2l.data.labels import resolve_labels
+from modeling_q2l.hub.convert_official import convert_official_checkpoint
 
 
 @dataclass

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from modeling_q2l.evaluation.predict import format_predictions, load_classifier, predict_files, read_thresholds
+from modeling_q2l.evaluation.predict import (
+    format_predictions,
+    load_classifier,
+    predict_files,
+    read_thresholds,
+)
 
 
 @dataclass

@@ -4,15 +4,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PARITY_FIXTURES, fixture_input, official_fixture, write_official_release
+from conftest import (
+    PARITY_FIXTURES,
+    fixture_input,
+    official_fixture,
+    write_official_release,
+)
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from modeling_q2l.data.labels import resolve_labels
 from modeling_q2l.hub.convert_official import (
     config_from_official_args,
     convert_official_state_dict,
     read_official_checkpoint,
 )
-from modeling_q2l.data.labels import resolve_labels
 
 
 def model_for(record):

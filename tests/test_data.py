@@ -12,7 +12,12 @@ from PIL import Image
 
 from modeling_q2l import Query2LabelImageProcessor
 from modeling_q2l.data.labels import BadSampleError, detect_label_format
-from modeling_q2l.data.loading import load_coco_instances, open_image, prepare_split, to_rgb
+from modeling_q2l.data.loading import (
+    load_coco_instances,
+    open_image,
+    prepare_split,
+    to_rgb,
+)
 from modeling_q2l.data.transforms import MultiLabelImageDataset, training_augmentation
 
 NAMES = ["cat", "dog", "car"]
@@ -160,6 +165,7 @@ def test_training_and_evaluation_transforms():
         split, "image", processor(), training_augmentation(24), cutout_probability=1.0, augmentation_seed=0
     )
     evaluation = MultiLabelImageDataset(split, "image", processor())
+    assert torch.equal(evaluation[0]["pixel_values"], evaluation[0]["pixel_values"])  # no augmentation
     sample = train[0]
     assert sample["pixel_values"].shape == (3, 24, 24)
     assert torch.equal(sample["labels"], torch.tensor([1.0, 1.0, 0.0]))

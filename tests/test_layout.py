@@ -8,7 +8,10 @@ from pathlib import Path
 import torch
 from conftest import tiny_config
 
-from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from modeling_q2l import (
+    Query2LabelForMultiLabelClassification,
+    Query2LabelImageProcessor,
+)
 
 PACKAGE = Path(__file__).parents[1] / "modeling_q2l"
 # A subpackage may import itself and the ones before it, never one after it.

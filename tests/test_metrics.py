@@ -3,7 +3,10 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
-from modeling_q2l.evaluation.metrics import average_precision_per_label, multilabel_metrics
+from modeling_q2l.evaluation.metrics import (
+    average_precision_per_label,
+    multilabel_metrics,
+)
 
 
 @pytest.fixture

@@ -3,7 +3,11 @@ import torch
 from conftest import tiny_config
 from transformers import ResNetConfig
 
-from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelModel
+from modeling_q2l import (
+    Query2LabelConfig,
+    Query2LabelForMultiLabelClassification,
+    Query2LabelModel,
+)
 
 
 def test_logits_shape_and_any_input_resolution(tiny_model):

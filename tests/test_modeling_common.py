@@ -7,7 +7,11 @@ from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 from transformers import ResNetConfig
 
-from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelModel
+from modeling_q2l import (
+    Query2LabelConfig,
+    Query2LabelForMultiLabelClassification,
+    Query2LabelModel,
+)
 
 NUM_LABELS = 7
 

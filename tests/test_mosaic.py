@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_q2l.data.mosaic import MosaicSpec, build_mosaics, load_fashion_mnist, read_idx, save_mosaic_splits
+from modeling_q2l.data.mosaic import (
+    MosaicSpec,
+    build_mosaics,
+    load_fashion_mnist,
+    read_idx,
+    save_mosaic_splits,
+)
 
 EMBEDDED = Path(__file__).parents[1] / "data" / "fashion-mnist-mosaic"
 
@@ -96,7 +102,10 @@ def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
     from datasets import ClassLabel, Dataset, Features, load_dataset
     from datasets import Image as ImageFeature
 
-    from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
+    from modeling_q2l.data.mosaic_builder import (
+        MosaicBuildArguments,
+        build_mosaic_dataset,
+    )
 
     images, labels = blob_images(num_classes=3, per_class=8)
     light = [Image.fromarray(255 - image) for image in images]  # dark objects on light ground get inverted

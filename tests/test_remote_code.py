@@ -8,7 +8,10 @@ import torch
 from conftest import tiny_config
 from transformers import pipeline
 
-from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from modeling_q2l import (
+    Query2LabelForMultiLabelClassification,
+    Query2LabelImageProcessor,
+)
 from modeling_q2l.hub.remote_code_check import check_folder_without_package
 
 LABELS = ["cat", "dog", "car", "tree", "person"]

@@ -9,7 +9,11 @@ from transformers import TrainerCallback, TrainingArguments
 from modeling_q2l import Query2LabelForMultiLabelClassification
 from modeling_q2l.data.transforms import collate_multilabel
 from modeling_q2l.training.arguments import loss_settings
-from modeling_q2l.training.callbacks import ADAPTIVE_ASYMMETRY_STATE_NAME, EMA_WEIGHTS_NAME, AdaptiveAsymmetryCallback
+from modeling_q2l.training.callbacks import (
+    ADAPTIVE_ASYMMETRY_STATE_NAME,
+    EMA_WEIGHTS_NAME,
+    AdaptiveAsymmetryCallback,
+)
 from modeling_q2l.training.trainer import Query2LabelTrainer
 
 

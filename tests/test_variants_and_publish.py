@@ -8,9 +8,13 @@ import torch
 from conftest import tiny_config
 from huggingface_hub import ModelCard
 
-from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification, Query2LabelImageProcessor, variant_config
-from modeling_q2l.hub.publish import PublishArguments, PublishError, publish
+from modeling_q2l import (
+    Query2LabelForMultiLabelClassification,
+    Query2LabelImageProcessor,
+    variant_config,
+)
 from modeling_q2l.hub.presets import VARIANTS, check_official_args_match
+from modeling_q2l.hub.publish import PublishArguments, PublishError, publish
 
 REPO = Path(__file__).parents[1]
 CARDS = REPO / "model_cards"

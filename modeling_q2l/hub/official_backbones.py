@@ -24,7 +24,6 @@ from ..data.labels import COCO_LABELS
 from ..model.configuration_query2label import Query2LabelConfig
 
 
-
 @dataclass(frozen=True)
 class OfficialBackboneFamily:
     """How one family of official backbones maps onto a maintained implementation.

@@ -55,15 +55,9 @@ class AsymmetricLoss(nn.Module):
 
     @classmethod
     def from_config(cls, config, reduction: str = "sum") -> "AsymmetricLoss":
-        """The loss a `Query2LabelConfig` describes (its `asl_*` fields)."""
-        return cls(
-            gamma_neg=config.asl_gamma_neg,
-            gamma_pos=config.asl_gamma_pos,
-            clip=config.asl_clip,
-            eps=config.asl_eps,
-            disable_focal_grad=config.asl_disable_focal_grad,
-            reduction=reduction,
-        )
+        """The loss a `Query2LabelConfig` describes: its `asl_*` fields are this class's arguments."""
+        names = ("gamma_neg", "gamma_pos", "clip", "eps", "disable_focal_grad")
+        return cls(reduction=reduction, **{name: getattr(config, f"asl_{name}") for name in names})
 
     def extra_repr(self) -> str:
         return (

@@ -5,7 +5,12 @@ Saved next to the weights for `trust_remote_code`: depends on transformers and t
 
 import torch
 from transformers.image_processing_backends import TorchvisionBackend
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling, is_pil_image
+from transformers.image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    PILImageResampling,
+    is_pil_image,
+)
 
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 

@@ -17,14 +17,31 @@ from transformers import set_seed
 from .. import Query2LabelConfig, model_class_for
 from ..data.labels import detect_label_format, parse_label_names, resolve_label_column
 from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
-from ..data.transforms import MultiLabelImageDataset, collate_multilabel, training_augmentation
+from ..data.transforms import (
+    MultiLabelImageDataset,
+    collate_multilabel,
+    training_augmentation,
+)
 from ..evaluation.metrics import sigmoid_scores
-from ..evaluation.report import area_thresholds_for, report_for_split, report_to_markdown
-from ..hub.pretrained_backbones import image_processor_for_backbone, load_pretrained_backbone
+from ..evaluation.report import (
+    area_thresholds_for,
+    report_for_split,
+    report_to_markdown,
+)
+from ..hub.pretrained_backbones import (
+    image_processor_for_backbone,
+    load_pretrained_backbone,
+)
 from .arguments import loss_settings, parse_arguments
 from .trainer import Query2LabelTrainer
 
 logger = logging.getLogger(__name__)
+
+# `ModelArguments` fields that are `Query2LabelConfig` fields of the same name and meaning
+CONFIG_FIELDS_OF_MODEL_ARGUMENTS = (
+    "backbone", "image_size", "classifier_head", "hidden_size", "encoder_layers", "decoder_layers",
+    "num_attention_heads", "intermediate_size", "dropout", "pre_norm",
+)  # fmt: skip
 
 
 def configure_cpu_threads(requested: int | None, training_args) -> int:
@@ -84,19 +101,10 @@ def build_model(model_args, label_names: list[str]):
         model = model_class_for(config).from_pretrained(model_args.model_name_or_path, config=config)
         return model, f"fine-tuned from {model_args.model_name_or_path}"
     config = Query2LabelConfig(
-        backbone=model_args.backbone,
+        **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
         backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
-        image_size=model_args.image_size,
-        classifier_head=model_args.classifier_head,
-        hidden_size=model_args.hidden_size,
         use_input_projection=True,
-        encoder_layers=model_args.encoder_layers,
-        decoder_layers=model_args.decoder_layers,
-        num_attention_heads=model_args.num_attention_heads,
-        intermediate_size=model_args.intermediate_size,
-        dropout=model_args.dropout,
         attention_dropout=model_args.dropout,
-        pre_norm=model_args.pre_norm,
         id2label=id2label,
         label2id=label2id,
         **loss,
