@@ -178,7 +178,7 @@ present = [s["label"] for s in scores if s["score"] >= {content.threshold}]
 processor = AutoImageProcessor.from_pretrained("{content.repo_id}", trust_remote_code=True)
 model = AutoModelForImageClassification.from_pretrained("{content.repo_id}", trust_remote_code=True)
 probabilities = model(**processor(Image.open("photo.jpg"), return_tensors="pt")).logits.sigmoid()[0]
-# attention maps: model(..., output_attentions=True).attentions, one (batch, heads, labels, h, w) per decoder layer
+# attention maps: model(..., output_attentions=True).cross_attentions, one (batch, heads, labels, h, w) per decoder layer
 ```
 
 ## Architecture
