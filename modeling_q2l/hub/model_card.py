@@ -45,7 +45,6 @@ class CardContent:
     measured: dict | None = None
     measured_on: str | None = None
     measured_dataset_id: str | None = None
-    threshold: float = 0.5
 
 
 def _eval_results(content: CardContent) -> list[EvalResult]:
@@ -163,16 +162,17 @@ def render_card(content: CardContent) -> ModelCard:
 
 ## Usage
 
-The model's code ships with the weights, so load it with `trust_remote_code=True`. Each label gets an independent
-sigmoid score; keep the labels above a threshold.
+The model's code ships with the weights, so load it with `trust_remote_code=True`; that includes a multi-label
+pipeline. Each label gets an independent sigmoid probability.
 
 ```python
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 from PIL import Image
 
 classifier = pipeline("image-classification", model="{content.repo_id}", trust_remote_code=True)
-scores = classifier(Image.open("photo.jpg"), top_k=None)  # every label with its probability
-present = [s["label"] for s in scores if s["score"] >= {content.threshold}]
+classifier(Image.open("photo.jpg"))                  # the labels that reach their thresholds, best first
+classifier(Image.open("photo.jpg"), top_k=None)      # every label with its probability
+classifier(Image.open("photo.jpg"), threshold=0.3)   # one threshold for every label
 
 # or step by step
 processor = AutoImageProcessor.from_pretrained("{content.repo_id}", trust_remote_code=True)

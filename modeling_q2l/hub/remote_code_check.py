@@ -24,14 +24,17 @@ _CHECK_SCRIPT = textwrap.dedent(
     image = Image.open(image_path) if image_path else Image.fromarray(
         np.random.default_rng(0).integers(0, 255, (97, 131, 3), dtype=np.uint8)
     )
-    classifier = pipeline("image-classification", model=model, image_processor=processor)
+    classifier = pipeline("image-classification", model=folder, trust_remote_code=True)  # the Hub user's call
     predictions = classifier(image, top_k=None)
+    default_predictions = classifier(image)
     with torch.no_grad():
         logits = model(**processor(image, return_tensors="pt")).logits[0]
     print("Q2L-CHECK " + json.dumps({
         "model_module": type(model).__module__,
         "config_module": type(config).__module__,
         "processor_module": type(processor).__module__,
+        "pipeline_module": type(classifier).__module__,
+        "default_predictions": default_predictions,
         "num_labels": config.num_labels,
         "predictions": predictions,
         "sigmoid_of_logits": {config.id2label[i]: float(p) for i, p in enumerate(torch.sigmoid(logits))},
@@ -43,8 +46,9 @@ _CHECK_SCRIPT = textwrap.dedent(
 def check_folder_without_package(folder: str | Path, image_path: str | Path | None = None, timeout: int = 600) -> dict:
     """Load `folder` in a subprocess that cannot import `modeling_q2l` and run the pipeline on one image.
 
-    Returns what the subprocess saw (module names of the loaded classes, the pipeline's predictions with
-    `top_k=None`, and the sigmoid of the raw logits); raises `RuntimeError` with the subprocess's error otherwise.
+    Returns what the subprocess saw (module names of the loaded classes and of the pipeline, the pipeline's
+    predictions with `top_k=None` and by default, and the sigmoid of the raw logits); raises `RuntimeError` with the
+    subprocess's error otherwise.
     """
     folder = Path(folder).resolve()
     result = subprocess.run(

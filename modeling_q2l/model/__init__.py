@@ -7,6 +7,7 @@ transformers and timm, so they run from a Hub folder through `trust_remote_code`
 from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
 from .configuration_query2label import Query2LabelConfig
 from .image_processing_query2label import Query2LabelImageProcessor
+from .pipeline_query2label import Query2LabelImageClassificationPipeline
 from .modeling_query2label import (
     Query2LabelBackbone,
     Query2LabelBaselineForMultiLabelClassification,
@@ -23,6 +24,7 @@ __all__ = [
     "Query2LabelBaselineForMultiLabelClassification",
     "Query2LabelConfig",
     "Query2LabelForMultiLabelClassification",
+    "Query2LabelImageClassificationPipeline",
     "Query2LabelImageClassifierOutput",
     "Query2LabelImageProcessor",
     "Query2LabelModel",

@@ -18,6 +18,17 @@ QUERY2LABEL_AUTO_MAP = {
     "AutoImageProcessor": "image_processing_query2label.Query2LabelImageProcessor",
 }
 
+# Written into every saved config: `pipeline("image-classification", ..., trust_remote_code=True)` builds our
+# multi-label pipeline (the stock one answers with 5 labels).
+QUERY2LABEL_PIPELINES = {
+    "image-classification": {
+        "impl": "pipeline_query2label.Query2LabelImageClassificationPipeline",
+        "pt": ["AutoModelForImageClassification"],
+        "tf": [],
+        "type": "image",
+    }
+}
+
 _ACTIVATIONS = ("relu", "gelu", "glu", "silu")
 _CLASSIFIER_HEADS = {
     "query2label": "modeling_query2label.Query2LabelForMultiLabelClassification",
@@ -121,6 +132,12 @@ class Query2LabelConfig(PreTrainedConfig):
         the whole accumulated batch when the Trainer passes `num_items_in_batch`), so its scale depends on neither
         the batch size nor gradient accumulation. Labels equal to -1 are unknown and ignored.
 
+    Inference:
+        label_thresholds (`list[float]`, *optional*):
+            One probability threshold per label, in label-id order: the multi-label pipeline (`pipeline_query2label.py`)
+            returns the labels that reach theirs. Training fits them on the evaluation split (the F1-maximising
+            threshold of each label, 0.5 for a label without a positive example); `None` means 0.5 for every label.
+
     Inherited arguments of note: `id2label` / `label2id` / `num_labels` name the labels, and `problem_type` defaults
     to `"multi_label_classification"` so that pipelines apply an independent sigmoid to each label.
 
@@ -164,6 +181,7 @@ class Query2LabelConfig(PreTrainedConfig):
     label_embedding_init_std: float | int = 1.0
 
     classifier_head: str = "query2label"
+    label_thresholds: list | None = None
 
     asl_gamma_neg: float | int = 2.0
     asl_gamma_pos: float | int = 0.0
@@ -200,11 +218,31 @@ class Query2LabelConfig(PreTrainedConfig):
             raise ValueError("decoder_layers must be at least 1: the label queries are read from the decoder.")
         if self.classifier_head not in _CLASSIFIER_HEADS:
             raise ValueError(f"classifier_head must be one of {sorted(_CLASSIFIER_HEADS)}, got {self.classifier_head!r}.")
+        if self.label_thresholds is not None:
+            self.label_thresholds = [float(value) for value in self.label_thresholds]
+            if not all(0.0 <= value <= 1.0 for value in self.label_thresholds):
+                raise ValueError("label_thresholds are probabilities: every value must lie in [0, 1].")
+        custom_pipelines = dict(QUERY2LABEL_PIPELINES)
+        custom_pipelines.update(kwargs.pop("custom_pipelines", None) or {})
+        self.custom_pipelines = custom_pipelines
         auto_map = dict(QUERY2LABEL_AUTO_MAP)
         auto_map.update(kwargs.pop("auto_map", None) or {})
         auto_map["AutoModelForImageClassification"] = _CLASSIFIER_HEADS[self.classifier_head]
         self.auto_map = auto_map
         super().__post_init__(**kwargs)
+        if self.label_thresholds is not None and len(self.label_thresholds) != self.num_labels:
+            raise ValueError(
+                f"label_thresholds has {len(self.label_thresholds)} values but there are {self.num_labels} labels: "
+                "give one threshold per label, in label-id order."
+            )
+
+
+def _ships_the_pipeline():
+    """`save_pretrained` copies the files this module imports relatively: the pipeline that `custom_pipelines` names
+    travels with every saved config (imported here only, so loading a config stays light)."""
+    from .pipeline_query2label import Query2LabelImageClassificationPipeline
+
+    return Query2LabelImageClassificationPipeline
 
 
 __all__ = ["Query2LabelConfig"]
