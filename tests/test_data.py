@@ -179,7 +179,7 @@ def test_one_preprocessing_path(mode):
     """Evaluation, prediction and the pipeline all feed the model what the image processor makes."""
     from transformers import pipeline
 
-    from modeling_q2l.evaluation.predict import open_rgb
+    from modeling_q2l.evaluation.predict import open_for_prediction
 
     pixels = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
     image = Image.fromarray(pixels).convert(mode) if mode != "I;16" else Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
@@ -192,7 +192,7 @@ def test_one_preprocessing_path(mode):
 
     path = Path(tempfile.mkdtemp()) / "image.png"
     path.write_bytes(buffer.getvalue())
-    assert torch.equal(processor()(images=open_rgb(path), return_tensors="pt")["pixel_values"][0], expected)
+    assert torch.equal(processor()(images=open_for_prediction(path), return_tensors="pt")["pixel_values"][0], expected)
 
     if mode == "I;16":
         return  # the stock pipeline's load_image converts to RGB before the processor: 16-bit clips to white (#8)

@@ -104,3 +104,30 @@ def test_accepts_torch_tensors_and_rejects_bad_input():
         multilabel_metrics(np.zeros((2, 2)), np.full((2, 2), 2))
     with pytest.raises(ValueError, match="NaN"):
         multilabel_metrics(np.full((2, 2), np.nan), np.ones((2, 2)))
+
+
+def test_fitted_thresholds_maximise_each_labels_f1():
+    from modeling_q2l.evaluation.thresholds import fit_label_thresholds
+
+    rng = np.random.default_rng(3)
+    labels = (rng.random((300, 12)) < 0.3).astype(int)
+    labels[:, 11] = 0  # a label without positives keeps 0.5
+    labels[:40, 3] = -1  # unknown entries count neither way
+    scores = np.round(np.clip(0.35 * (labels == 1) + 0.65 * rng.random((300, 12)), 0, 1), 2)  # ties included
+    thresholds = fit_label_thresholds(scores, labels)
+    assert thresholds[11] == 0.5
+
+    def f1(column, threshold):
+        known = labels[:, column] != -1
+        predicted = (scores[:, column] >= threshold) & known
+        positive = labels[:, column] == 1
+        return 2 * (predicted & positive).sum() / (predicted.sum() + positive.sum())
+
+    for column in range(11):
+        best = max(f1(column, candidate) for candidate in np.unique(scores[:, column]))
+        assert f1(column, thresholds[column]) == pytest.approx(best)
+        assert thresholds[column] not in scores[:, column]  # halfway between two scores, not on one
+    per_label = multilabel_metrics(scores, labels, threshold=np.array(thresholds))
+    assert per_label["CF1"] > multilabel_metrics(scores, labels)["CF1"]
+    with pytest.raises(ValueError, match="one per label"):
+        multilabel_metrics(scores, labels, threshold=np.full(5, 0.5))

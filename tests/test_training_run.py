@@ -62,32 +62,63 @@ def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
         import predict as predict_script
     finally:
         sys.path.pop(0)
-    evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--area_thresholds", "576", "2304", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md")])
+    evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--device", "cpu", "--batch_size", "5", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md")])
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images
-    assert "| small | medium | large |" in (tmp_path / "eval.md").read_text()
+    assert evaluated["area_thresholds"] == report["area_thresholds"] == [576, 2304]  # the dataset card's convention
+    # the threshold metrics at 0.5 and at the thresholds fitted at the end of training, as training reported them
+    assert evaluated["label_thresholds"] == pytest.approx(report["label_thresholds"])
+    for key, value in report["at_label_thresholds"].items():
+        assert evaluated["at_label_thresholds"][key] == pytest.approx(value, abs=1e-6), key
+    assert evaluated["CF1"] == pytest.approx(report["CF1"], abs=1e-6)
+    markdown = (tmp_path / "eval.md").read_text()
+    assert "| small | medium | large |" in markdown and "At the per-label thresholds" in markdown
+
+    # --fit_thresholds refits on the split it evaluates and saves them into the model folder
+    import shutil
+
+    refit = tmp_path / "refit"
+    shutil.copytree(output, refit)
+    config = json.loads((refit / "config.json").read_text())
+    config["label_thresholds"] = [0.5] * 10
+    (refit / "config.json").write_text(json.dumps(config))
+    evaluate_script.main(["--model", str(refit), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--fit_thresholds", "true"])
+    assert json.loads((refit / "config.json").read_text())["label_thresholds"] == pytest.approx(report["label_thresholds"])
 
     from PIL import Image
 
-    Image.new("RGB", (50, 40), (200, 10, 10)).save(tmp_path / "a.png")
-    Image.new("LA", (30, 30)).save(tmp_path / "b.png")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(images / "a.png")
+    Image.new("LA", (30, 30)).save(images / "b.png")
     capsys.readouterr()
-    predict_script.main(["--model", str(output), "--threshold", "0.0", str(tmp_path / "a.png"), str(tmp_path / "b.png")])
+    assert predict_script.main(["--model", str(output), "--threshold", "0.0", str(images)]) == 0  # a folder
     predictions = json.loads(capsys.readouterr().out)
-    assert [p["image"] for p in predictions] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert [p["image"] for p in predictions] == [str(images / "a.png"), str(images / "b.png")]
     assert len(predictions[0]["labels"]) == 10  # threshold 0 keeps every label, best first
-    scores = [item["score"] for item in predictions[0]["labels"]]
-    assert scores == sorted(scores, reverse=True)
+    scores = {item["label"]: item["score"] for item in predictions[0]["labels"]}
+    assert list(scores.values()) == sorted(scores.values(), reverse=True)
+    predict_script.main(["--model", str(output), "--batch_size", "1", str(images / "a.png")])  # the fitted thresholds
+    kept = {item["label"] for item in json.loads(capsys.readouterr().out)[0]["labels"]}
+    names = list(json.loads((output / "config.json").read_text())["id2label"].values())
+    fitted = dict(zip(names, report["label_thresholds"]))
+    assert kept == {label for label, score in scores.items() if score >= fitted[label] - 1e-6}
     (tmp_path / "thresholds.json").write_text(json.dumps({"Bag": 1.0}))
-    predict_script.main(["--model", str(output), "--threshold", "0.0", "--thresholds", str(tmp_path / "thresholds.json"), "--format", "csv", str(tmp_path / "a.png")])
+    predict_script.main(["--model", str(output), "--threshold", "0.0", "--thresholds", str(tmp_path / "thresholds.json"), "--format", "csv", str(images / "a.png")])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "image,label,score" and len(lines) == 10 and not any(",Bag," in line for line in lines)
-    (tmp_path / "broken.jpg").write_bytes(b"no image")
-    with pytest.raises(ValueError, match="broken.jpg"):
-        predict_script.main(["--model", str(output), str(tmp_path / "broken.jpg")])
+
+    # unreadable files are named with the reason; the others are still predicted; the exit status says so
+    (images / "broken.jpg").write_bytes(b"no image")
+    status = predict_script.main(["--model", str(output), str(images), str(tmp_path / "missing.png")])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert [p["image"] for p in json.loads(captured.out)] == [str(images / "a.png"), str(images / "b.png")]
+    assert "broken.jpg: cannot read the image" in captured.err and "missing.png: no such file" in captured.err
+    assert "Traceback" not in captured.err
     (tmp_path / "bad.json").write_text(json.dumps({"Zebra": 0.3}))
-    with pytest.raises(ValueError, match="Zebra"):
-        predict_script.main(["--model", str(output), "--thresholds", str(tmp_path / "bad.json"), str(tmp_path / "a.png")])
+    with pytest.raises(SystemExit, match="Zebra"):
+        predict_script.main(["--model", str(output), "--thresholds", str(tmp_path / "bad.json"), str(images / "a.png")])
 
 
 def test_baseline_and_other_losses(tmp_path):
@@ -189,3 +220,29 @@ def test_shipped_accelerate_configs_load(name):
 
     config = load_config_from_file(str(REPO / "accelerate_configs" / name))
     assert config.distributed_type.value in ("MULTI_GPU", "FSDP", "DEEPSPEED") and config.num_processes == 8
+
+
+def test_push_to_hub_uploads_the_finished_folder_in_one_commit(tmp_path, fake_hub):
+    report = main(tiny_training_argv(tmp_path, "--push_to_hub", "true", "--hub_model_id", "me/q2l-demo", "--ema_decay", "0"))
+    assert report["hub_url"] == "https://huggingface.co/me/q2l-demo"
+    assert [repo["repo_id"] for repo in fake_hub["repos"]] == ["me/q2l-demo"]
+    (commit,) = fake_hub["commits"]  # one commit, after the final evaluation: no checkpoint was pushed
+    shipped = {path.name for path in (REPO / "modeling_q2l" / "model").glob("*.py")} - {"__init__.py"}
+    expected = {"model.safetensors", "config.json", "preprocessor_config.json", "eval_results.json", "README.md"} | shipped
+    assert expected <= set(commit["files"])
+    assert not any(name.startswith(("checkpoint-", "runs/")) or name == "training_args.bin" for name in commit["files"])
+    pushed_report = json.loads(commit["files"]["eval_results.json"])
+    assert pushed_report["mAP"] == pytest.approx(report["mAP"])
+    assert f"{100 * report['mAP']:.2f}" in commit["files"]["README.md"].decode()  # the card holds the measured results
+    config = json.loads(commit["files"]["config.json"])
+    assert len(config["label_thresholds"]) == 10 and "image-classification" in config["custom_pipelines"]
+
+
+def test_push_settings_are_checked_before_training(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="--hub_model_id"):
+        main(tiny_training_argv(tmp_path, "--push_to_hub", "true"))
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setattr("modeling_q2l.hub.publish.get_token", lambda: None)
+    with pytest.raises(ValueError, match="No Hub token"):
+        main(tiny_training_argv(tmp_path, "--push_to_hub", "true", "--hub_model_id", "me/x"))
+    assert not any(tmp_path.glob("checkpoint-*"))  # nothing was trained

@@ -119,24 +119,16 @@ def test_dry_run_writes_a_folder_that_loads_without_the_package(model_dir, tmp_p
     assert measured[0].metric_value == 50.0 and "tiny test images" in card.text
 
 
-def test_upload_calls_the_hub_with_the_assembled_folder(model_dir):
-    seen = {}
-
-    def upload_folder(**kwargs):
-        seen["files"] = sorted(p.name for p in Path(kwargs["folder_path"]).iterdir())
-        seen["kwargs"] = kwargs
-
-    api = mock.MagicMock()
-    api.create_repo.return_value = "https://huggingface.co/me/q2l-test"
-    api.upload_folder.side_effect = upload_folder
-    with mock.patch("modeling_q2l.hub.publish.HfApi", return_value=api), mock.patch("modeling_q2l.hub.publish.get_token", return_value="hf_x"):
-        url = publish(PublishArguments(model=str(model_dir), repo_id="me/q2l-test", private=True, revision="v1", commit_message="first"))
+def test_upload_commits_the_assembled_folder_once(model_dir, fake_hub):
+    url = publish(PublishArguments(model=str(model_dir), repo_id="me/q2l-test", private=True, revision="v1", commit_message="first", eval_results=str(model_dir / "eval.json")))
     assert url == "https://huggingface.co/me/q2l-test"
-    api.create_repo.assert_called_once_with("me/q2l-test", private=True, repo_type="model", exist_ok=True)
-    api.create_branch.assert_called_once_with("me/q2l-test", branch="v1", exist_ok=True)
-    assert seen["kwargs"]["repo_id"] == "me/q2l-test" and seen["kwargs"]["revision"] == "v1"
-    assert seen["kwargs"]["commit_message"] == "first"
-    assert {"model.safetensors", "config.json", "README.md", "configuration_query2label.py"} <= set(seen["files"])
+    assert fake_hub["repos"] == [{"repo_id": "me/q2l-test", "private": True, "repo_type": "model", "exist_ok": True}]
+    assert fake_hub["branches"] == [("me/q2l-test", "v1")]
+    (commit,) = fake_hub["commits"]
+    assert commit["message"] == "first" and commit["revision"] == "v1"
+    shipped = {path.name for path in (REPO / "modeling_q2l" / "model").glob("*.py")} - {"__init__.py"}
+    assert set(commit["files"]) == {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "eval_results.json"} | shipped
+    assert json.loads(commit["files"]["eval_results.json"])["mAP"] == 0.5
 
 
 def test_publish_errors_are_clear(model_dir, tmp_path):

@@ -12,7 +12,13 @@ from ..data.labels import detect_label_format, parse_label_names, resolve_label_
 from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel
 from .predict import load_classifier
-from .report import area_thresholds_for, report_for_split, report_to_markdown
+from .report import (
+    area_thresholds_for,
+    labels_in_model_order,
+    report_for_split,
+    report_to_markdown,
+)
+from .thresholds import fit_label_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +37,14 @@ class EvaluationArguments:
     class_names: str | None = field(default=None, metadata={"help": "Names of integer class ids (file or list)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N samples only."})
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
-    threshold: float = field(default=0.5, metadata={"help": "Threshold of the CP/CR/OP/OR metrics."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
+    threshold: float = field(
+        default=0.5, metadata={"help": "One threshold for the CP/CR/OP/OR metrics (also reported at the model's per-label thresholds)."}
+    )
+    fit_thresholds: bool = field(
+        default=False,
+        metadata={"help": "Refit the per-label thresholds on this split (F1-maximising) and save them into the model folder's config."},
+    )
     area_thresholds: list[int] | None = field(
         default=None,
         metadata={"help": "Box areas splitting small/medium/large (default: the dataset card's, else COCO's 1024 9216)."},
@@ -43,15 +56,34 @@ class EvaluationArguments:
 
 
 @torch.no_grad()
-def predict_scores(model, dataset, batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
-    """Sigmoid scores `(num_images, num_labels)` for a dataset yielding `pixel_values`."""
+def predict_scores(model, dataset, batch_size: int = 64, num_workers: int = 0, progress: bool = True) -> np.ndarray:
+    """Sigmoid scores `(num_images, num_labels)` for a dataset yielding `pixel_values`, with a progress bar."""
+    from tqdm.auto import tqdm
+
     model.eval()
     device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_multilabel
     )
-    scores = [torch.sigmoid(model(pixel_values=batch["pixel_values"].to(device)).logits.float()).cpu() for batch in loader]
+    scores = []
+    with tqdm(total=len(dataset), unit="image", desc="Evaluating", disable=not progress) as bar:
+        for batch in loader:
+            pixels = batch["pixel_values"].to(device, model.dtype)
+            scores.append(torch.sigmoid(model(pixel_values=pixels).logits.float()).cpu())
+            bar.update(len(pixels))
     return torch.cat(scores).numpy()
+
+
+def save_label_thresholds(model_dir: str, thresholds: list[float]) -> None:
+    """Write fitted thresholds into a saved model folder's config (the pipeline and predict.py read them there)."""
+    from ..model import Query2LabelConfig
+
+    if not Path(model_dir, "config.json").is_file():
+        raise ValueError(f"--fit_thresholds saves into the model's config: {model_dir} is not a local model folder.")
+    config = Query2LabelConfig.from_pretrained(model_dir)
+    config.label_thresholds = [float(value) for value in thresholds]
+    config.save_pretrained(model_dir)
+    logger.info("Saved %d fitted label thresholds into %s/config.json.", len(thresholds), model_dir)
 
 
 def _load_split(args):
@@ -66,7 +98,7 @@ def _load_split(args):
 
 
 def run_evaluation(args: EvaluationArguments) -> dict:
-    model, processor = load_classifier(args.model)
+    model, processor = load_classifier(args.model, args.device)
     model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dataset = _load_split(args)
     if args.max_eval_samples is not None:
@@ -79,9 +111,15 @@ def run_evaluation(args: EvaluationArguments) -> dict:
         dataset, encoder, args.image_column_name, label_column, skip_bad_samples=args.skip_bad_samples, split_name=args.split
     )
     scores = predict_scores(model, MultiLabelImageDataset(split, args.image_column_name, processor), args.batch_size)
-    thresholds = area_thresholds_for(args.dataset_name, args.area_thresholds)
-    report = report_for_split(scores, split, encoder, model_names, thresholds, args.threshold)
+    label_thresholds = model.config.label_thresholds
+    if args.fit_thresholds:
+        label_thresholds = fit_label_thresholds(scores, labels_in_model_order(split, encoder, model_names))
+        save_label_thresholds(args.model, label_thresholds)
+    area_thresholds = area_thresholds_for(args.dataset_name, args.area_thresholds)
+    report = report_for_split(scores, split, encoder, model_names, area_thresholds, args.threshold, label_thresholds)
     report.update({"model": args.model, "dataset": args.dataset_name or args.coco_annotations, "eval_split": args.split})
+    if args.fit_thresholds:
+        report["label_thresholds_fitted_on"] = f"{report['dataset']} ({args.split} split)"
     markdown = report_to_markdown(report)
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))

@@ -104,13 +104,13 @@ def _threshold_metrics(predicted: np.ndarray, labels: np.ndarray, suffix: str = 
     }
 
 
-def multilabel_metrics(scores, labels, threshold: float = 0.5, top_k: int = 3) -> dict:
+def multilabel_metrics(scores, labels, threshold=0.5, top_k: int = 3) -> dict:
     """All multi-label metrics of the module docstring.
 
     Args:
         scores: `(num_images, num_labels)` probabilities (or any scores compared with `threshold`).
         labels: `(num_images, num_labels)` multi-hot targets; -1 marks unknown entries.
-        threshold: score at or above which a label is predicted.
+        threshold: score at or above which a label is predicted: one number, or one per label (`(num_labels,)`).
         top_k: `k` of the top-k metrics (suffix `_top{k}`).
 
     Returns:
@@ -125,6 +125,9 @@ def multilabel_metrics(scores, labels, threshold: float = 0.5, top_k: int = 3) -
         "mAP": float(ap[evaluated].mean()) if evaluated.any() else 0.0,
         "mAP_voc": float(ap_voc[evaluated].mean()) if evaluated.any() else 0.0,
     }
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if threshold.ndim not in (0, 1) or (threshold.ndim == 1 and threshold.shape != (scores.shape[1],)):
+        raise ValueError(f"threshold must be one number or one per label ({scores.shape[1]}), got shape {threshold.shape}.")
     above = scores >= threshold
     results.update(_threshold_metrics(above, labels))
     k = min(top_k, scores.shape[1])

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 COCO_AREA_THRESHOLDS = (32**2, 96**2)
 SIZE_BUCKETS = ("small", "medium", "large")
+THRESHOLD_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3", "OP_top3", "OR_top3", "OF1_top3")  # fmt: skip
 SUMMARY_KEYS = ("mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3", "OP_top3", "OR_top3", "OF1_top3")  # fmt: skip
 
 
@@ -52,14 +53,31 @@ def map_by_object_size(scores, labels, areas, thresholds=COCO_AREA_THRESHOLDS) -
     return results
 
 
-def evaluation_report(scores, labels, label_names, areas=None, area_thresholds=COCO_AREA_THRESHOLDS, threshold=0.5) -> dict:
-    """Every metric, the per-label AP table and (with `areas`) mAP by object size, as one JSON-ready dict."""
+def evaluation_report(
+    scores,
+    labels,
+    label_names,
+    areas=None,
+    area_thresholds=COCO_AREA_THRESHOLDS,
+    threshold=0.5,
+    label_thresholds=None,
+) -> dict:
+    """Every metric, the per-label AP table and (with `areas`) mAP by object size, as one JSON-ready dict.
+
+    The threshold metrics (CP ... OF1_top3) are at `threshold`; with `label_thresholds` (one per label) they are also
+    given at those, under `at_label_thresholds`, and each label's row holds its threshold."""
     metrics = multilabel_metrics(scores, labels, threshold=threshold)
     per_label = [
         {"label": name, "AP": ap, "positives": int((labels[:, i] == 1).sum())}
         for i, (name, ap) in enumerate(zip(label_names, metrics.pop("AP")))
     ]
     report = {"num_images": int(len(scores)), "threshold": threshold, **metrics, "per_label": per_label}
+    if label_thresholds is not None:
+        at_thresholds = multilabel_metrics(scores, labels, threshold=np.asarray(label_thresholds))
+        report["label_thresholds"] = [float(value) for value in label_thresholds]
+        report["at_label_thresholds"] = {key: at_thresholds[key] for key in THRESHOLD_KEYS}
+        for row, value in zip(per_label, label_thresholds):
+            row["threshold"] = float(value)
     if areas is not None:
         report["area_thresholds"] = list(area_thresholds)
         report.update(map_by_object_size(scores, labels, areas, area_thresholds))
@@ -86,6 +104,16 @@ def area_thresholds_for(dataset_name: str | None, requested=None) -> tuple[int, 
     return area_thresholds_for(None, declared) if declared else COCO_AREA_THRESHOLDS
 
 
+def labels_in_model_order(split: PreparedSplit, encoder: LabelEncoder, label_names: list[str]) -> np.ndarray:
+    """The split's multi-hot labels (in `encoder.names` order) reordered into the model's `label_names` order."""
+    if sorted(encoder.names) != sorted(label_names):
+        raise ValueError(
+            f"The dataset's labels {sorted(encoder.names)} differ from the model's {sorted(label_names)}: evaluate "
+            "on data with the model's label set."
+        )
+    return split.labels[:, [encoder.names.index(name) for name in label_names]]
+
+
 def report_for_split(
     scores: np.ndarray,
     split: PreparedSplit,
@@ -93,16 +121,12 @@ def report_for_split(
     label_names: list[str],
     area_thresholds=COCO_AREA_THRESHOLDS,
     threshold: float = 0.5,
+    label_thresholds=None,
 ) -> dict:
     """The report of `scores` (`(num_images, num_labels)` in the order of `label_names`, the model's) on a prepared
-    split whose labels follow `encoder.names`; mAP by object size when the split has boxes."""
-    if sorted(encoder.names) != sorted(label_names):
-        raise ValueError(
-            f"The dataset's labels {sorted(encoder.names)} differ from the model's {sorted(label_names)}: evaluate "
-            "on data with the model's label set."
-        )
-    order = [encoder.names.index(name) for name in label_names]
-    labels = split.labels[:, order]
+    split whose labels follow `encoder.names`; mAP by object size when the split has boxes; the threshold metrics at
+    `threshold` and, when given, at the per-label `label_thresholds`."""
+    labels = labels_in_model_order(split, encoder, label_names)
     areas = None
     if "objects" in split.dataset.features:
         model_index = {name: label_names.index(name) for name in encoder.names}
@@ -111,7 +135,7 @@ def report_for_split(
             return model_index[encoder.names[encoder.label_index(category)]]
 
         areas = largest_object_areas(split.dataset["objects"], category_to_label, len(label_names))
-    report = evaluation_report(scores, labels, label_names, areas, area_thresholds, threshold)
+    report = evaluation_report(scores, labels, label_names, areas, area_thresholds, threshold, label_thresholds)
     report["skipped_samples"] = split.skipped
     return report
 
@@ -129,6 +153,16 @@ def report_to_markdown(report: dict) -> str:
         "|" + " --- |" * len(SUMMARY_KEYS),
         "| " + " | ".join(_percent(report.get(key)) for key in SUMMARY_KEYS) + " |",
     ]
+    if "at_label_thresholds" in report:
+        at_thresholds = report["at_label_thresholds"]
+        lines += [
+            "",
+            "At the per-label thresholds (the label table gives each):",
+            "",
+            "| " + " | ".join(THRESHOLD_KEYS) + " |",
+            "|" + " --- |" * len(THRESHOLD_KEYS),
+            "| " + " | ".join(_percent(at_thresholds.get(key)) for key in THRESHOLD_KEYS) + " |",
+        ]
     if "mAP_small" in report:
         lines += [
             "",
@@ -138,6 +172,10 @@ def report_to_markdown(report: dict) -> str:
             "| --- | --- | --- |",
             "| " + " | ".join(_percent(report[f"mAP_{name}"]) for name in SIZE_BUCKETS) + " |",
         ]
-    lines += ["", "| label | AP | positives |", "| --- | --- | --- |"]
-    lines += [f"| {row['label']} | {_percent(row['AP'])} | {row['positives']} |" for row in report["per_label"]]
+    with_thresholds = "label_thresholds" in report
+    lines += ["", "| label | AP | positives |" + (" threshold |" if with_thresholds else ""), "|" + " --- |" * (3 + with_thresholds)]
+    lines += [
+        f"| {row['label']} | {_percent(row['AP'])} | {row['positives']} |" + (f" {row['threshold']:.3f} |" if with_thresholds else "")
+        for row in report["per_label"]
+    ]
     return "\n".join(lines)

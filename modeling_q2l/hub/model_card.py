@@ -96,16 +96,29 @@ def _measured_section(content: CardContent) -> str:
         "(scikit-learn), `mAP_voc` the all-point interpolated flavour of the official evaluation.\n\n"
         f"{header}\n{values}\n"
     )
+    if report.get("at_label_thresholds"):
+        at_thresholds = report["at_label_thresholds"]
+        keys = [key for key in MEASURED_KEYS if key in at_thresholds]
+        text += (
+            "\nAt the per-label thresholds saved in the config (`label_thresholds`, fitted on "
+            f"{report.get('label_thresholds_fitted_on', 'this evaluation split')} to maximise each label's F1; the "
+            "pipeline uses them by default):\n\n"
+            "| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys) + "\n"
+            "| " + " | ".join(f"{100 * at_thresholds[k]:.2f}" for k in keys) + " |\n"
+        )
     if report.get("mAP_small") is not None or report.get("mAP_large") is not None:
         low, high = report["area_thresholds"]
         sizes = " | ".join(f"{100 * report[f'mAP_{b}']:.2f}" if report.get(f"mAP_{b}") is not None else "n/a" for b in ("small", "medium", "large"))
         text += f"\nmAP by object size (box area < {low}, < {high}, larger):\n\n| small | medium | large |\n| --- | --- | --- |\n| {sizes} |\n"
     if report.get("per_label"):
+        with_thresholds = all("threshold" in row for row in report["per_label"])
         rows = "\n".join(
-            f"| {row['label']} | {100 * row['AP']:.2f} |" if row["AP"] is not None else f"| {row['label']} | n/a |"
+            f"| {row['label']} | " + (f"{100 * row['AP']:.2f}" if row["AP"] is not None else "n/a") + " |"
+            + (f" {row['threshold']:.3f} |" if with_thresholds else "")
             for row in report["per_label"]
         )
-        text += f"\nAP per label:\n\n| label | AP |\n| --- | --- |\n{rows}\n"
+        header = "| label | AP |" + (" threshold |" if with_thresholds else "") + "\n|" + " --- |" * (2 + with_thresholds)
+        text += f"\nAP per label:\n\n{header}\n{rows}\n"
     extras = [f"{k}: {report[k]}" for k in ("weights", "backbone_weights", "train_runtime_s", "total_runtime_s", "torch_threads") if k in report]
     if extras:
         text += "\nRun details: " + "; ".join(extras) + ".\n"

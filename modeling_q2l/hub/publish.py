@@ -169,22 +169,51 @@ def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
     return output_dir
 
 
-def upload(args: PublishArguments, folder: Path, api: HfApi | None = None) -> str:
-    token = get_token()
+# Never pushed: training checkpoints and logs, and the pickled training arguments (they may hold a token).
+HUB_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "training_args.bin", "_*"]
+
+
+def hub_token(token: str | None = None) -> str:
+    """The token to push with: the one given, else the logged-in one; a clear error before any work without one."""
+    token = token or get_token()
     if token is None:
-        raise PublishError("No Hub token: run `hf auth login` or set HF_TOKEN, or use --dry_run DIR to only write the folder.")
-    api = api or HfApi(token=token)
-    url = api.create_repo(args.repo_id, private=args.private, repo_type="model", exist_ok=True)
-    if args.revision:
-        api.create_branch(args.repo_id, branch=args.revision, exist_ok=True)
-    api.upload_folder(
-        repo_id=args.repo_id,
-        folder_path=str(folder),
-        revision=args.revision,
-        commit_message=args.commit_message,
-        repo_type="model",
-    )
+        raise PublishError(
+            "No Hub token: run `hf auth login`, set HF_TOKEN or pass a token (--hub_token for train.py); publish.py "
+            "--dry_run DIR only writes the folder."
+        )
+    return token
+
+
+def push_folder(
+    folder: Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload Query2Label model",
+    token: str | None = None,
+    api: HfApi | None = None,
+) -> str:
+    """Upload a finished model folder to `repo_id` in exactly one commit (the repository is created if missing);
+    returns the repo URL. `upload_folder` may split large folders into several commits, hence `create_commit`."""
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.utils import filter_repo_objects
+
+    folder = Path(folder)
+    files = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name))
+        for name in filter_repo_objects(files, ignore_patterns=HUB_IGNORE_PATTERNS)
+    ]
+    api = api or HfApi(token=hub_token(token))
+    url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision, repo_type="model")
     return str(url)
+
+
+def upload(args: PublishArguments, folder: Path, api: HfApi | None = None) -> str:
+    return push_folder(folder, args.repo_id, args.private, args.revision, args.commit_message, api=api)
 
 
 def publish(args: PublishArguments) -> str:

@@ -7,7 +7,6 @@ transformers and timm, so they run from a Hub folder through `trust_remote_code`
 from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
 from .configuration_query2label import Query2LabelConfig
 from .image_processing_query2label import Query2LabelImageProcessor
-from .pipeline_query2label import Query2LabelImageClassificationPipeline
 from .modeling_query2label import (
     Query2LabelBackbone,
     Query2LabelBaselineForMultiLabelClassification,
@@ -17,6 +16,7 @@ from .modeling_query2label import (
     Query2LabelModelOutput,
     Query2LabelPreTrainedModel,
 )
+from .pipeline_query2label import Query2LabelImageClassificationPipeline
 
 __all__ = [
     "AsymmetricLoss",

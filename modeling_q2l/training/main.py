@@ -25,9 +25,11 @@ from ..data.transforms import (
 from ..evaluation.metrics import sigmoid_scores
 from ..evaluation.report import (
     area_thresholds_for,
+    labels_in_model_order,
     report_for_split,
     report_to_markdown,
 )
+from ..evaluation.thresholds import fit_label_thresholds
 from ..hub.pretrained_backbones import (
     image_processor_for_backbone,
     load_pretrained_backbone,
@@ -125,6 +127,7 @@ def run(model_args, data_args, training_args):
     Returns the trainer (holding the final model) and the evaluation report."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, handlers=[logging.StreamHandler(sys.stdout)])
     transformers.utils.logging.set_verbosity_warning()
+    push_to_hub = check_push_settings(training_args)
     threads = configure_cpu_threads(data_args.cpu_threads, training_args)
     set_seed(training_args.seed)
     started = time.time()
@@ -179,7 +182,13 @@ def run(model_args, data_args, training_args):
     logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     area_thresholds = area_thresholds_for(data_args.dataset_name, data_args.area_thresholds)
-    report = report_for_split(sigmoid_scores(logits), eval_split, encoder, encoder.names, area_thresholds)
+    scores = sigmoid_scores(logits)
+    # Per-label thresholds for the pipeline, fitted on the evaluation split; the report gives both sets of metrics.
+    final_model = trainer.accelerator.unwrap_model(trainer.model)
+    final_model.config.label_thresholds = fit_label_thresholds(scores, labels_in_model_order(eval_split, encoder, encoder.names))
+    report = report_for_split(
+        scores, eval_split, encoder, encoder.names, area_thresholds, label_thresholds=final_model.config.label_thresholds
+    )
     report.update(
         {
             "weights": weights,
@@ -191,14 +200,48 @@ def run(model_args, data_args, training_args):
             "total_runtime_s": round(time.time() - started, 1),
             "torch_threads": threads,
             "world_size": training_args.world_size,
-            "final_gamma_neg": trainer.accelerator.unwrap_model(trainer.model).criterion.gamma_neg,
+            "final_gamma_neg": final_model.criterion.gamma_neg,
         }
     )
     if trainer.is_world_process_zero():
         save_outputs(trainer, processor, report, model_args, data_args, training_args)
         print(report_to_markdown(report))
         print(f"\nSaved to {training_args.output_dir} ({report['total_runtime_s']} s in all)")
+        if push_to_hub:
+            report["hub_url"] = push_outputs(training_args, report)
+            print(f"Pushed to {report['hub_url']}")
     return trainer, report
+
+
+def check_push_settings(training_args) -> bool:
+    """With `--push_to_hub`, check the repository id and the token before training, and take the push over from the
+    Trainer: it would push every checkpoint, without the image processor, card or results; we push the finished
+    folder once, after the final evaluation."""
+    if not training_args.push_to_hub:
+        return False
+    from ..hub.publish import hub_token
+
+    if not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME: the Hub repository to create or update.")
+    hub_token(training_args.hub_token)
+    training_args.push_to_hub = False
+    return True
+
+
+def push_outputs(training_args, report: dict) -> str:
+    """Check that the saved folder loads through remote code alone, then upload it in one commit."""
+    from ..hub.publish import push_folder
+    from ..hub.remote_code_check import check_folder_without_package
+
+    check_folder_without_package(training_args.output_dir)
+    return push_folder(
+        Path(training_args.output_dir),
+        training_args.hub_model_id,
+        private=bool(training_args.hub_private_repo),
+        revision=training_args.hub_revision,
+        commit_message=f"Query2Label trained with scripts/train.py (mAP {100 * report['mAP']:.2f} on {report['eval_split']})",
+        token=training_args.hub_token,
+    )
 
 
 def save_outputs(trainer, processor, report, model_args, data_args, training_args) -> None:
