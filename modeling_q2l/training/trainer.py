@@ -10,23 +10,32 @@
 """
 
 import contextlib
+import functools
 import logging
 
 import torch
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..evaluation.metrics import multilabel_metrics, sigmoid_scores
+from ..evaluation.metrics import MULTILABEL_METRICS_MODULE, sigmoid_scores
 from .callbacks import AdaptiveAsymmetryCallback, AugmentationEpochCallback, EmaCallback
 
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def multilabel_metric():
+    """Our metrics as an `evaluate` module, loaded once (in memory: every process may compute at once)."""
+    import evaluate
+
+    return evaluate.load(MULTILABEL_METRICS_MODULE, keep_in_memory=True)
+
+
 def compute_multilabel_metrics(eval_prediction) -> dict:
-    """`compute_metrics` for the Trainer: every metric of `metrics.multilabel_metrics` on sigmoid scores."""
+    """`compute_metrics` for the Trainer: the `evaluate` module of `metrics.multilabel_metrics` on sigmoid scores."""
     logits, labels = eval_prediction.predictions, eval_prediction.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
-    results = multilabel_metrics(sigmoid_scores(logits), labels)
+    results = multilabel_metric().compute(predictions=sigmoid_scores(logits), references=labels)
     results.pop("AP")
     return results
 
