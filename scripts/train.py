@@ -7,9 +7,14 @@
 Arguments: `python scripts/train.py --help` (model, data and TrainingArguments, plus Q2L and ASL options).
 """
 
+import sys
 from pathlib import Path
 
-from modeling_q2l.training.main import main
+# Python puts this folder first on the path, where evaluate.py (our script) would shadow the `evaluate` library
+# that the Trainer's metrics use.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+from modeling_q2l.training.main import main  # noqa: E402
 
 # The entry point's defaults: the embedded dataset of this repository (the package never assumes a data folder).
 EMBEDDED_DATASET = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"

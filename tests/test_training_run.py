@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_training_argv
+from conftest import EMBEDDED_DATASET, tiny_training_argv
 from huggingface_hub import ModelCard
 from transformers import TrainerCallback
 
@@ -54,14 +54,19 @@ def test_model_card_holds_the_measured_results(trained):
     assert "embedded Fashion-MNIST mosaic" in card.text
 
 
+def load_script(name: str):
+    """A script of `scripts/` as a module (by path: `evaluate.py` would shadow the `evaluate` library by name)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     output, report = trained
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import evaluate as evaluate_script
-        import predict as predict_script
-    finally:
-        sys.path.pop(0)
+    evaluate_script, predict_script = load_script("evaluate"), load_script("predict")
     evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--device", "cpu", "--batch_size", "5", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md")])
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images
@@ -246,3 +251,41 @@ def test_push_settings_are_checked_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="No Hub token"):
         main(tiny_training_argv(tmp_path, "--push_to_hub", "true", "--hub_model_id", "me/x"))
     assert not any(tmp_path.glob("checkpoint-*"))  # nothing was trained
+
+
+def test_the_readme_using_a_model_section_runs_as_written(trained, tmp_path, monkeypatch):
+    """Every code block of the README's "Using a model" section, run as written next to a trained folder."""
+    import re
+    import shutil
+
+    output, _ = trained
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Using a model", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 3
+    shutil.copytree(output, tmp_path / "outputs" / "q2l-fashion-mnist-mosaic")
+    from test_pipeline import mosaic_images
+
+    mosaic_images(1)[0].save(tmp_path / "photo.png")  # a real image
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert type(namespace["classifier"]).__name__ == "Query2LabelImageClassificationPipeline"
+    assert len(namespace["classifier"]("photo.png", top_k=None)) == 10
+    assert namespace["outputs"].cross_attentions[-1].shape[:3] == (1, 4, 10)
+    assert len(namespace["stock"]("photo.png", top_k=namespace["model"].config.num_labels)) == 10
+
+
+def test_the_train_script_runs_as_a_command_with_its_own_defaults(tmp_path):
+    """`scripts/train.py` as users run it: its folder holds evaluate.py, which must not shadow the `evaluate`
+    library; without --dataset_name it trains on the embedded set."""
+    argv = [value for value in tiny_training_argv(tmp_path, "--ema_decay", "0") if value != str(EMBEDDED_DATASET)]
+    argv.remove("--dataset_name")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *argv], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "eval_results.json").read_text())
+    assert report["dataset"] == str(EMBEDDED_DATASET) and 0 <= report["mAP"] <= 1
