@@ -102,7 +102,7 @@ def _measured_section(content: CardContent) -> str:
         text += (
             "\nAt the per-label thresholds saved in the config (`label_thresholds`, fitted on "
             f"{report.get('label_thresholds_fitted_on', 'this evaluation split')} to maximise each label's F1; the "
-            "pipeline uses them by default):\n\n"
+            "pipeline uses them by default; measured on the split they were fitted on, so optimistic for new data):\n\n"
             "| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys) + "\n"
             "| " + " | ".join(f"{100 * at_thresholds[k]:.2f}" for k in keys) + " |\n"
         )
