@@ -43,11 +43,15 @@ def test_loads_and_runs_in_a_process_without_the_package(saved_folder):
     seen = check_folder_without_package(saved_folder)
     assert seen["model_module"].startswith("transformers_modules.")
     assert seen["processor_module"].startswith("transformers_modules.")
+    assert seen["pipeline_module"].startswith("transformers_modules.")  # the multi-label pipeline from the folder
     predictions = seen["predictions"]
     assert sorted(p["label"] for p in predictions) == sorted(LABELS)  # top_k=None gives every label
     for prediction in predictions:  # independent sigmoid per label, not a softmax
         assert math.isclose(prediction["score"], seen["sigmoid_of_logits"][prediction["label"]], rel_tol=1e-5)
     assert not math.isclose(sum(p["score"] for p in predictions), 1.0, rel_tol=1e-3)
+    # by default: the labels that reach 0.5 (this config has no fitted thresholds), best first
+    expected = sorted((p for p in predictions if p["score"] >= 0.5), key=lambda p: -p["score"])
+    assert seen["default_predictions"] == expected
 
 
 def test_pipeline_in_process_with_threshold(saved_folder):

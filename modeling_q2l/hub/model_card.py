@@ -236,6 +236,23 @@ def _pretrained_backbone_id(config, report: dict) -> str | None:
     return getattr(pretrained, "hf_hub_id", None)
 
 
+def _transfer_sentence(transfer: dict | None, model_args) -> str:
+    """What a fine-tuning run did with each label of the model it started from, and what it froze."""
+    text = ""
+    if transfer:
+        matched = ", ".join(f"{new} (from {old})" if new != old else new for new, old in transfer["matched"].items())
+        text += (
+            f" Started from {transfer['source']}: labels matched to it, keeping their query and classifier row: "
+            f"{matched or 'none'}; new labels, initialised afresh: {', '.join(transfer['new']) or 'none'}; labels of "
+            f"{transfer['source']} dropped: {', '.join(transfer['dropped']) or 'none'}."
+        )
+    if getattr(model_args, "freeze_backbone", False):
+        text += " The backbone was frozen: only the Query2Label head was trained."
+    elif getattr(model_args, "frozen_backbone_stages", None) is not None:
+        text += f" The backbone's stem and first {model_args.frozen_backbone_stages} stages were frozen."
+    return text
+
+
 def training_model_card(config, report: dict, model_args, data_args, training_args) -> ModelCard:
     """The card `scripts/train.py` writes next to the weights it saves."""
     from ..data.mosaic import is_fashion_mnist_mosaic
@@ -267,6 +284,7 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
             + f"), RandAugment {'on' if data_args.randaugment else 'off'}, cutout probability {data_args.cutout_probability}, "
             f"EMA decay {model_args.ema_decay or 'off'}. Backbone weights: {report.get('backbone_weights')}. "
             f"Saved weights: {report.get('weights')}."
+            + _transfer_sentence(report.get("label_transfer"), model_args)
         ),
         limitations=(
             "Trained on synthetic 128-pixel mosaics of 28-pixel grayscale garments: it does not transfer to photographs. "

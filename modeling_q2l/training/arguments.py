@@ -24,7 +24,16 @@ def loss_settings(loss: str, gamma_neg: float, gamma_pos: float, clip: float, fo
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Start from a saved Q2L model (folder or Hub id) instead of a new one."}
+        default=None,
+        metadata={"help": "Start from a saved Q2L model (folder or Hub id); its labels are matched to the dataset's."},
+    )
+    label_mapping: str | None = field(
+        default=None,
+        metadata={"help": 'JSON object (or file) {dataset label: label of --model_name_or_path}, e.g. \'{"motorbike": "motorcycle"}\'.'},
+    )
+    freeze_backbone: bool = field(default=False, metadata={"help": "Train the Q2L head only (small datasets)."})
+    frozen_backbone_stages: int | None = field(
+        default=None, metadata={"help": "Keep the backbone's stem and its first N stages frozen (0: the stem only)."}
     )
     backbone: str = field(default="tf_efficientnet_lite0", metadata={"help": "timm architecture of the backbone."})
     backbone_weights: str | None = field(

@@ -36,6 +36,7 @@ from ..hub.pretrained_backbones import (
 )
 from .arguments import loss_settings, parse_arguments
 from .trainer import Query2LabelTrainer
+from .transfer import freeze_backbone, load_with_labels
 
 logger = logging.getLogger(__name__)
 
@@ -88,31 +89,34 @@ def load_splits(data_args):
 
 
 def build_model(model_args, label_names: list[str]):
-    """A new model (pretrained backbone loaded explicitly) or a saved one; returns (model, backbone weights source)."""
+    """A new model (pretrained backbone loaded explicitly) or a saved one adapted to the dataset's labels, with the
+    requested backbone freezing; returns (model, backbone weights source, `LabelTransfer` or None)."""
     id2label = dict(enumerate(label_names))
     label2id = {name: index for index, name in id2label.items()}
     loss = loss_settings(model_args.loss, model_args.gamma_neg, model_args.gamma_pos, model_args.clip, model_args.focal_gamma)
+    transfer = None
     if model_args.model_name_or_path:
-        config_dict, _ = Query2LabelConfig.get_config_dict(model_args.model_name_or_path)
-        config = Query2LabelConfig.from_dict({**config_dict, **loss})  # the constructor checks the new loss too
-        if list(config.id2label.values()) != label_names:
-            raise ValueError(
-                f"{model_args.model_name_or_path} predicts {list(config.id2label.values())} but the dataset has "
-                f"{label_names}; start from a model with the same labels."
-            )
-        model = model_class_for(config).from_pretrained(model_args.model_name_or_path, config=config)
-        return model, f"fine-tuned from {model_args.model_name_or_path}"
-    config = Query2LabelConfig(
-        **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
-        backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
-        use_input_projection=True,
-        attention_dropout=model_args.dropout,
-        id2label=id2label,
-        label2id=label2id,
-        **loss,
-    )
-    model = model_class_for(config)(config)
-    return model, load_pretrained_backbone(model, model_args.backbone_weights)
+        model, transfer = load_with_labels(model_args.model_name_or_path, label_names, model_args.label_mapping, loss)
+        transfer.log()
+        source = f"fine-tuned from {model_args.model_name_or_path}"
+    else:
+        config = Query2LabelConfig(
+            **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
+            backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
+            use_input_projection=True,
+            attention_dropout=model_args.dropout,
+            id2label=id2label,
+            label2id=label2id,
+            **loss,
+        )
+        model = model_class_for(config)(config)
+        source = load_pretrained_backbone(model, model_args.backbone_weights)
+    if model_args.freeze_backbone and model_args.frozen_backbone_stages is not None:
+        raise ValueError("Pass --freeze_backbone (the whole backbone) or --frozen_backbone_stages N, not both.")
+    if model_args.freeze_backbone or model_args.frozen_backbone_stages is not None:
+        frozen = freeze_backbone(model, None if model_args.freeze_backbone else model_args.frozen_backbone_stages)
+        logger.info("Froze %d backbone parameter tensors (no optimizer state, no BatchNorm updates).", len(frozen))
+    return model, source, transfer
 
 
 def main(argv=None, defaults: dict | None = None) -> dict:
@@ -148,7 +152,7 @@ def run(model_args, data_args, training_args):
     eval_split = prepare_split(eval_raw, split_name="evaluation", **prepare)
     logger.info("Labels (%s format): %s", encoder.label_format, encoder.names)
 
-    model, backbone_source = build_model(model_args, encoder.names)
+    model, backbone_source, label_transfer = build_model(model_args, encoder.names)
     processor = image_processor_for_backbone(model.config)
     augmentation = training_augmentation(
         model.config.image_size, data_args.randaugment, data_args.randaugment_magnitude, data_args.horizontal_flip
@@ -201,6 +205,8 @@ def run(model_args, data_args, training_args):
             "torch_threads": threads,
             "world_size": training_args.world_size,
             "final_gamma_neg": final_model.criterion.gamma_neg,
+            "label_transfer": label_transfer.as_dict() if label_transfer is not None else None,
+            "trainable_parameters": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
         }
     )
     if trainer.is_world_process_zero():

@@ -131,22 +131,30 @@ def load_with_labels(
 
 def freeze_backbone(model, stages: int | None = None) -> list[str]:
     """Freeze the whole backbone (`stages=None`), or its stem and first `stages` stages (timm's coarse parameter
-    groups, or a transformers backbone's embeddings and encoder stages). Returns the frozen parameter names.
+    groups; a transformers backbone's embeddings and encoder stages). Frozen modules' BatchNorm layers also stop
+    updating their statistics (timm's `freeze`). Returns the frozen parameter names (relative to the backbone).
     Frozen parameters get no optimizer state in `Query2LabelTrainer`."""
-    body = getattr(model, "model", model)
-    backbone = body.backbone
-    names = [name for name, _ in backbone.model.named_parameters()]
+    from timm.utils.model import freeze
+
+    backbone = getattr(model, "model", model).backbone
     if stages is None:
-        frozen = set(names)
+        freeze(backbone.model)
     else:
         groups = backbone_stage_groups(backbone)
         if not 0 <= stages <= len(groups) - 1:
-            raise ValueError(f"--frozen_backbone_stages must lie in 0..{len(groups) - 1} for this backbone ({len(groups) - 1} stages after the stem), got {stages}.")
-        frozen = {name for group in groups[: stages + 1] for name in group}
-    for name, parameter in backbone.model.named_parameters():
-        if name in frozen:
-            parameter.requires_grad_(False)
-    return [f"backbone.model.{name}" for name in names if name in frozen]
+            raise ValueError(
+                f"--frozen_backbone_stages must lie in 0..{len(groups) - 1} for this backbone (a stem and "
+                f"{len(groups) - 1} stages), got {stages}."
+            )
+        names = [name for group in groups[: stages + 1] for name in group]
+        modules = {name.rpartition(".")[0] for name in names} - {""}
+        outermost = sorted(name for name in modules if not any(name.startswith(f"{other}.") for other in modules))
+        if outermost:
+            freeze(backbone.model, submodules=outermost)
+        for name, parameter in backbone.model.named_parameters():
+            if "." not in name and name in names:  # a tensor of the backbone itself, e.g. a class token
+                parameter.requires_grad_(False)
+    return [name for name, parameter in backbone.model.named_parameters() if not parameter.requires_grad]
 
 
 def backbone_stage_groups(backbone) -> list[list[str]]:
