@@ -47,7 +47,37 @@ def test_offline_efficientnet_lite0_weights_load_strictly():
     torch.testing.assert_close(model.model.backbone.model.conv_stem.weight, reference.conv_stem.weight)
 
 
-def test_random_initialisation_warns_clearly():
-    model = Query2LabelForMultiLabelClassification(tiny_config())
-    with pytest.warns(UserWarning, match="random weights.*--backbone_weights"):
-        assert load_pretrained_backbone(model) == "random initialisation"
+def test_without_weights_the_run_knows_at_once_and_says_so(monkeypatch, caplog):
+    """No network and no HF_HUB_OFFLINE: one metadata request, no retries, never timm's download loop."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    probes, downloads = [], []
+
+    def unreachable(url, **kwargs):
+        probes.append((url, kwargs.get("timeout")))
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", lambda *a, **k: downloads.append(a))
+    model = Query2LabelForMultiLabelClassification(tiny_config(backbone="resnet18", hidden_size=32))
+    with caplog.at_level("WARNING"):
+        source = load_pretrained_backbone(model)
+    assert len(probes) == 1 and probes[0][1] == 5 and "resnet18" in probes[0][0] and downloads == []
+    assert source.startswith("random initialisation (the Hub cannot be reached")
+    (line,) = [record.getMessage() for record in caplog.records if "random weights" in record.getMessage()]
+    assert "--backbone_weights FILE" in line and "--backbone_weights none" in line
+
+
+def test_offline_mode_and_explicit_random_weights_ask_nothing(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: pytest.fail("asked the Hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    model = Query2LabelForMultiLabelClassification(tiny_config(backbone="resnet18", hidden_size=32))
+    assert "HF_HUB_OFFLINE is set" in load_pretrained_backbone(model)
+    assert load_pretrained_backbone(model, "none") == "random initialisation (--backbone_weights none)"
+    from modeling_q2l.hub.pretrained_backbones import timm_weights_unavailable
+
+    assert timm_weights_unavailable("botnet50ts_256") == "timm has no pretrained weights for 'botnet50ts_256'"

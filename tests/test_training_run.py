@@ -289,3 +289,19 @@ def test_the_train_script_runs_as_a_command_with_its_own_defaults(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "eval_results.json").read_text())
     assert report["dataset"] == str(EMBEDDED_DATASET) and 0 <= report["mAP"] <= 1
+
+
+def test_a_tiny_run_without_network_never_enters_the_download_loop(tmp_path, monkeypatch):
+    """Without HF_HUB_OFFLINE and without network, the run learns at once that no backbone weights can be had:
+    timm's download (which retries with backoff for about 46 s) is never called."""
+    import huggingface_hub
+    import timm
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", lambda *a, **k: pytest.fail("entered timm's download"))
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no network")))
+    report = main(tiny_training_argv(tmp_path, "--ema_decay", "0"))
+    assert report["backbone_weights"].startswith("random initialisation (")
+    assert json.loads((tmp_path / "eval_results.json").read_text())["backbone_weights"] == report["backbone_weights"]
+    assert "random initialisation" in (tmp_path / "README.md").read_text()  # the card says so too

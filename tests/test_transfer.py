@@ -6,9 +6,17 @@ import pytest
 import torch
 from conftest import EMBEDDED_DATASET, tiny_config, tiny_training_argv
 
-from modeling_q2l import Query2LabelBaselineForMultiLabelClassification, Query2LabelForMultiLabelClassification
+from modeling_q2l import (
+    Query2LabelBaselineForMultiLabelClassification,
+    Query2LabelForMultiLabelClassification,
+)
 from modeling_q2l.training.main import main
-from modeling_q2l.training.transfer import backbone_stage_groups, freeze_backbone, load_with_labels, match_labels
+from modeling_q2l.training.transfer import (
+    backbone_stage_groups,
+    freeze_backbone,
+    load_with_labels,
+    match_labels,
+)
 
 SOURCE = ["person", "dog", "Motor-Cycle", "cat", "car", "tree", "boat"]
 TARGET = ["cat", "bus", "motorbike", "DOG", "horse", "car", "bicycle", "train"]

@@ -225,7 +225,8 @@ def _is_hub_id(name: str | None) -> bool:
 
 def _pretrained_backbone_id(config, report: dict) -> str | None:
     """The Hub id of the timm weights the backbone started from, when it started from pretrained ones."""
-    if config.backbone_config is not None or report.get("backbone_weights") in (None, "random initialisation"):
+    source = report.get("backbone_weights") or ""
+    if config.backbone_config is not None or not source or source.startswith(("random initialisation", "fine-tuned from")):
         return None
     import timm
 

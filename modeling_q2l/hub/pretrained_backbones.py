@@ -11,7 +11,6 @@
 
 import logging
 import re
-import warnings
 from pathlib import Path
 
 import torch
@@ -148,13 +147,52 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
     return renamed
 
 
+RANDOM_WEIGHTS = "random initialisation"
+
+
+def timm_weights_unavailable(name: str) -> str | None:
+    """Why timm's pretrained weights for `name` cannot be had right now, or None when they can (cached, or the Hub
+    answers). Decided at once: one metadata request with a short timeout and no retries, never timm's download loop,
+    which retries with backoff for about 46 s when the network is down."""
+    import timm
+    from huggingface_hub import (
+        constants,
+        get_hf_file_metadata,
+        hf_hub_url,
+        try_to_load_from_cache,
+    )
+
+    try:
+        pretrained = timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 (timm raises several kinds for unknown names)
+        pretrained = None
+    repo_id = getattr(pretrained, "hf_hub_id", None)
+    if not repo_id:
+        return f"timm has no pretrained weights for {name!r}"
+    repo_id, _, revision = repo_id.partition("@")
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo_id, filename, revision=revision or None), str):
+            return None
+    if constants.HF_HUB_OFFLINE:
+        return f"HF_HUB_OFFLINE is set and {repo_id} is not in the local Hub cache"
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "model.safetensors", revision=revision or None), timeout=5)
+    except Exception as error:  # noqa: BLE001 (no network, a proxy, a firewall: any failure means no weights now)
+        return f"the Hub cannot be reached for {repo_id} ({type(error).__name__})"
+    return None
+
+
 def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | None = None) -> str:
-    """Give the backbone ImageNet weights: the explicit file, else the offline package (EfficientNet-Lite0), else
-    timm's Hub weights; when none is available, keep random weights with a warning. Returns where they came from."""
+    """Give the backbone ImageNet weights: the explicit file (`"none"` asks for random weights), else the offline
+    package (EfficientNet-Lite0), else timm's Hub weights when they can be had. Otherwise the backbone keeps random
+    weights, said in one log line. Returns where the weights came from (recorded in `eval_results.json` and the card)."""
+    name = model.config.backbone
+    if weights_file is not None and str(weights_file).lower() == "none":
+        logger.info("Backbone %r starts from random weights, as --backbone_weights none asks.", name)
+        return f"{RANDOM_WEIGHTS} (--backbone_weights none)"
     if weights_file is not None:
         load_timm_backbone_weights(model, weights_file)
         return str(weights_file)
-    name = model.config.backbone
     if model.config.backbone_config is None and name == "tf_efficientnet_lite0":
         try:
             load_backbone_state_dict(model, efficientnet_lite0_state_dict())
@@ -162,19 +200,16 @@ def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | 
         except ImportError as error:
             logger.info("%s", error)
     if model.config.backbone_config is None:
-        import timm
+        reason = timm_weights_unavailable(name)
+        if reason is None:
+            import timm
 
-        try:
-            pretrained = timm.create_model(name, pretrained=True)
-            load_backbone_state_dict(model, pretrained.state_dict())
+            load_backbone_state_dict(model, timm.create_model(name, pretrained=True).state_dict())
             return f"timm Hub weights for {name}"
-        except Exception as error:  # offline, or no pretrained tag for this architecture
-            reason = f"{type(error).__name__}: {error}"
     else:
         reason = "transformers backbones load with load_transformers_backbone_weights(model, folder)"
-    warnings.warn(
-        f"No pretrained weights for backbone {name!r} ({reason}); training starts from random weights. Pass "
-        "--backbone_weights FILE for offline weights.",
-        stacklevel=2,
-    )
-    return "random initialisation"
+    logger.warning(
+        "Backbone %r starts from random weights: %s. Give it weights with --backbone_weights FILE (a timm weights "
+        "file), or --backbone_weights none to ask for random weights.", name, reason,
+    )  # fmt: skip
+    return f"{RANDOM_WEIGHTS} ({reason})"

@@ -37,7 +37,8 @@ class ModelArguments:
     )
     backbone: str = field(default="tf_efficientnet_lite0", metadata={"help": "timm architecture of the backbone."})
     backbone_weights: str | None = field(
-        default=None, metadata={"help": "Local file of pretrained backbone weights (timm format)."}
+        default=None,
+        metadata={"help": "Local file of pretrained backbone weights (timm format), or `none` for random weights."},
     )
     backbone_kwargs: str | None = field(
         default=None, metadata={"help": 'JSON of extra timm arguments, e.g. \'{"output_stride": 16}\'.'}
