@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from transformers import TrainerCallback, TrainingArguments
+from transformers import TrainerCallback
 
 from modeling_q2l import Query2LabelForMultiLabelClassification
 from modeling_q2l.data.transforms import collate_multilabel
-from modeling_q2l.training.arguments import loss_settings
+from modeling_q2l.training.arguments import Query2LabelTrainingArguments, loss_settings
 from modeling_q2l.training.callbacks import (
     ADAPTIVE_ASYMMETRY_STATE_NAME,
     EMA_WEIGHTS_NAME,
@@ -46,7 +46,7 @@ def deterministic_model():
 
 def make_trainer(tmp_path, model=None, dataset=None, **kwargs):
     trainer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("ema_decay", "exempt_norm_and_bias_from_decay", "backbone_learning_rate", "adaptive_asymmetry")}
-    args = TrainingArguments(
+    args = Query2LabelTrainingArguments(  # the recipe's optimizer and one-cycle schedule
         output_dir=str(tmp_path),
         report_to="none",
         disable_tqdm=True,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import EMBEDDED_DATASET, tiny_training_argv
@@ -151,7 +152,7 @@ class Interrupt(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monkeypatch):
+def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monkeypatch, caplog):
     common = ["--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no", "--max_train_samples", "40",
               "--per_device_train_batch_size", "8", "--num_train_epochs", "2", "--ema_decay", "0.9", "--adaptive_asymmetry", "true"]  # fmt: skip
 
@@ -177,13 +178,29 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path / "b", interrupt_at=4)
     assert (tmp_path / "b" / "checkpoint-4").is_dir() and not (tmp_path / "b" / "model.safetensors").exists()
-    resumed, resumed_report = train(tmp_path / "b", "--resume_from_checkpoint", str(tmp_path / "b" / "checkpoint-4"))
+    import shutil
+
+    shutil.copytree(tmp_path / "b" / "checkpoint-4", tmp_path / "kept" / "checkpoint-4")  # rotation deletes it later
+    # the same command again resumes from the last checkpoint by itself, as transformers' example scripts do
+    with caplog.at_level("INFO"):
+        resumed, resumed_report = train(tmp_path / "b")
+    assert any("Resuming from" in record.getMessage() and "checkpoint-4" in record.getMessage() for record in caplog.records)
+    assert resumed.state.global_step == reference.state.global_step
     for key, value in reference.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
     for key, value in reference.ema.module.state_dict().items():
         torch.testing.assert_close(resumed.ema.module.state_dict()[key], value, rtol=0, atol=0, msg=key)
     assert resumed.model.criterion.gamma_neg == reference.model.criterion.gamma_neg != 2.0
     assert resumed_report["mAP"] == reference_report["mAP"]
+
+    # an explicit checkpoint, and --overwrite_output_dir to start over (its checkpoints are deleted first)
+    explicit, _ = train(tmp_path / "c", "--resume_from_checkpoint", str(tmp_path / "kept" / "checkpoint-4"))
+    assert torch.equal(explicit.model.classifier.weight, reference.model.classifier.weight)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        over, _ = train(tmp_path / "b", "--overwrite_output_dir", "true", "--max_steps", "2")
+    assert over.state.global_step == 2 and not any("Resuming" in record.getMessage() for record in caplog.records)
+    assert sorted(path.name for path in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-2"]
 
 
 def free_port() -> int:
@@ -305,3 +322,46 @@ def test_a_tiny_run_without_network_never_enters_the_download_loop(tmp_path, mon
     assert report["backbone_weights"].startswith("random initialisation (")
     assert json.loads((tmp_path / "eval_results.json").read_text())["backbone_weights"] == report["backbone_weights"]
     assert "random initialisation" in (tmp_path / "README.md").read_text()  # the card says so too
+
+
+def logged_learning_rates(output_dir) -> list[float]:
+    state = json.loads(next(Path(output_dir).glob("checkpoint-*/trainer_state.json")).read_text())
+    return [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+
+
+def test_optimizer_and_scheduler_options_are_honoured(tmp_path):
+    common = ["--ema_decay", "0", "--max_train_samples", "48", "--num_train_epochs", "2", "--per_device_train_batch_size", "4"]
+    model_args, data_args, training_args = parse_arguments(tiny_training_argv(tmp_path / "adafactor", *common, "--optim", "adafactor"))
+    trainer, _ = run(model_args, data_args, training_args)
+    from transformers.optimization import Adafactor
+
+    assert isinstance(trainer.optimizer.optimizer, Adafactor)  # accelerate wraps the optimizer
+    saved = torch.load(next((tmp_path / "adafactor").glob("checkpoint-*")) / "optimizer.pt", weights_only=False)
+    assert "scale_parameter" in saved["param_groups"][0]  # Adafactor's state, not AdamW's
+
+    main(tiny_training_argv(tmp_path / "constant", *common, "--lr_scheduler_type", "constant", "--learning_rate", "2e-4"))
+    assert set(logged_learning_rates(tmp_path / "constant")) == {2e-4}
+
+    main(tiny_training_argv(tmp_path / "cosine", *common, "--lr_scheduler_type", "cosine", "--warmup_steps", "10"))
+    rates = logged_learning_rates(tmp_path / "cosine")
+    assert rates[:10] == sorted(rates[:10]) and rates[10:] == sorted(rates[10:], reverse=True)  # warm-up, then decay
+
+    main(tiny_training_argv(tmp_path / "one-cycle", *common, "--warmup_steps", "0.5"))  # the recipe, longer warm-up
+    rates = logged_learning_rates(tmp_path / "one-cycle")
+    assert 10 <= int(np.argmax(rates)) <= 13  # 24 steps: the peak half-way, not at a fifth
+
+
+def test_log_level_and_best_model_options(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        report = main(tiny_training_argv(
+            tmp_path, "--log_level", "error", "--ema_decay", "0", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+            "--num_train_epochs", "2", "--load_best_model_at_end", "true", "--metric_for_best_model", "mAP",
+        ))  # fmt: skip
+    assert not [record for record in caplog.records if record.name.startswith("modeling_q2l") and record.levelno < logging.ERROR]
+    state = json.loads(sorted(tmp_path.glob("checkpoint-*"))[-1].joinpath("trainer_state.json").read_text())
+    assert state["best_metric"] is not None and state["best_model_checkpoint"]
+    evaluations = [entry["eval_mAP"] for entry in state["log_history"] if "eval_mAP" in entry]
+    assert state["best_metric"] == max(evaluations)
+    assert 0 <= report["mAP"] <= 1

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from .trainer import ONE_CYCLE
+
 
 def loss_settings(loss: str, gamma_neg: float, gamma_pos: float, clip: float, focal_gamma: float = 2.0) -> dict:
     """Config values that make the model's loss the ASL, focal loss or plain binary cross-entropy."""
@@ -119,7 +121,9 @@ class DataArguments:
 
 @dataclass
 class Query2LabelTrainingArguments(TrainingArguments):
-    """TrainingArguments with the defaults of the embedded CPU main job."""
+    """TrainingArguments with the defaults of the embedded CPU main job and the official recipe: torch's AdamW and a
+    one-cycle schedule (`lr_scheduler_type="one_cycle"`, which only `Query2LabelTrainer` knows). Every other optimizer
+    and scheduler of transformers can be asked for with `--optim` and `--lr_scheduler_type`."""
 
     output_dir: str = field(default="outputs/q2l-fashion-mnist-mosaic", metadata={"help": "Output folder."})
     num_train_epochs: float = field(default=3.5, metadata={"help": "Training epochs."})
@@ -127,6 +131,16 @@ class Query2LabelTrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
     learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of the one-cycle schedule."})
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
+    optim: str = field(
+        default="adamw_torch", metadata={"help": "Optimizer (the official recipe: adamw_torch); any of transformers' --optim choices."}
+    )
+    lr_scheduler_type: str = field(
+        default=ONE_CYCLE,
+        metadata={
+            "help": "one_cycle (the official recipe, stepped every iteration; --warmup_steps sets its warm-up, default "
+            "20% of the steps) or any transformers scheduler: linear, cosine, constant, constant_with_warmup, ..."
+        },
+    )
     eval_strategy: IntervalStrategy | str = field(
         default="no",
         metadata={"help": "When to evaluate during training (the end of training always evaluates regular and EMA weights)."},
@@ -137,6 +151,19 @@ class Query2LabelTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all columns (images are decoded lazily)."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loading processes."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over: delete the checkpoints in --output_dir instead of resuming from the last one."},
+    )
+
+    def __post_init__(self):
+        # TrainingArguments checks the name against transformers' schedulers: one-cycle is ours.
+        one_cycle = str(self.lr_scheduler_type) == ONE_CYCLE
+        if one_cycle:
+            self.lr_scheduler_type = "constant"
+        super().__post_init__()
+        if one_cycle:
+            self.lr_scheduler_type = ONE_CYCLE
 
 
 def parse_arguments(argv=None, defaults: dict | None = None):

@@ -131,6 +131,10 @@ def run(model_args, data_args, training_args):
     Returns the trainer (holding the final model) and the evaluation report."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, handlers=[logging.StreamHandler(sys.stdout)])
     transformers.utils.logging.set_verbosity_warning()
+    if training_args.log_level != "passive":  # --log_level sets transformers' verbosity and ours
+        level = training_args.get_process_log_level()
+        transformers.utils.logging.set_verbosity(level)
+        logging.getLogger("modeling_q2l").setLevel(level)
     push_to_hub = check_push_settings(training_args)
     threads = configure_cpu_threads(data_args.cpu_threads, training_args)
     set_seed(training_args.seed)
@@ -181,7 +185,7 @@ def run(model_args, data_args, training_args):
         if model_args.adaptive_asymmetry
         else None,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     prediction, weights = trainer.predict_with_better_weights(eval_dataset)
     logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
@@ -217,6 +221,29 @@ def run(model_args, data_args, training_args):
             report["hub_url"] = push_outputs(training_args, report)
             print(f"Pushed to {report['hub_url']}")
     return trainer, report
+
+
+def checkpoint_to_resume(training_args) -> str | None:
+    """`--resume_from_checkpoint` if given; else the last checkpoint in the output folder, as transformers' example
+    scripts do, unless `--overwrite_output_dir` asks to start over (its checkpoints are then deleted)."""
+    import shutil
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    output_dir = Path(training_args.output_dir)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is None:
+        return None
+    if getattr(training_args, "overwrite_output_dir", False):
+        logger.info("--overwrite_output_dir: deleting the checkpoints in %s and starting over.", output_dir)
+        if training_args.should_save:
+            for folder in output_dir.glob("checkpoint-*"):
+                shutil.rmtree(folder)
+        return None
+    logger.info("Resuming from %s, the last checkpoint in %s (--overwrite_output_dir true starts over).", last, output_dir)
+    return last
 
 
 def check_push_settings(training_args) -> bool:

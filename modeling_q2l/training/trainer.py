@@ -3,8 +3,10 @@
 - The loss is the model's own (`forward(labels=..., num_items_in_batch=...)`): the Trainer counts the label entries
   of the whole accumulated batch and the model divides by the images they stand for, so gradient accumulation gives
   the gradients of one big batch (the model declares `accepts_loss_kwargs`).
-- `create_optimizer` / `create_scheduler` (documented hooks): AdamW with weight decay on every parameter, the official
-  recipe, or sparing norms and biases; an optional separate backbone rate; one-cycle stepped every iteration.
+- `create_optimizer` / `create_scheduler` (documented hooks): the optimizer `--optim` names (the recipe: torch's
+  AdamW) over parameter groups with weight decay on every parameter, or sparing norms and biases, and an optional
+  separate backbone rate; with `lr_scheduler_type="one_cycle"` the recipe's one-cycle schedule stepped every
+  iteration, any other name gives transformers' scheduler with its warmup.
 - EMA and adaptive asymmetry are callbacks with their own state (`callbacks.py`); `train` hands them the checkpoint it
   resumes from.
 """
@@ -12,6 +14,7 @@
 import contextlib
 import functools
 import logging
+import os
 
 import torch
 from transformers import Trainer
@@ -21,6 +24,10 @@ from ..evaluation.metrics import MULTILABEL_METRICS_MODULE, sigmoid_scores
 from .callbacks import AdaptiveAsymmetryCallback, AugmentationEpochCallback, EmaCallback
 
 logger = logging.getLogger(__name__)
+
+# The official recipe's schedule: one-cycle, stepped every iteration (`lr_scheduler_type="one_cycle"`).
+ONE_CYCLE = "one_cycle"
+DEFAULT_ONE_CYCLE_WARMUP = 0.2
 
 
 @functools.cache
@@ -48,7 +55,6 @@ class Query2LabelTrainer(Trainer):
             regular weights (`eval_ema_*` metrics) and swapped in at the end when better (`predict_with_better_weights`).
         exempt_norm_and_bias_from_decay: no weight decay on norms and biases (the official recipe decays all).
         backbone_learning_rate: a separate peak learning rate for the backbone.
-        one_cycle_pct_start: share of the steps spent warming up in the one-cycle schedule.
         adaptive_asymmetry: `(target_gap, step_size)` to move gamma_neg toward a probability gap.
 
     The config's `frozen_backbone_modules` are frozen before the optimizer is built (`from_pretrained` hands back
@@ -61,7 +67,6 @@ class Query2LabelTrainer(Trainer):
         ema_decay: float | None = None,
         exempt_norm_and_bias_from_decay: bool = False,
         backbone_learning_rate: float | None = None,
-        one_cycle_pct_start: float = 0.2,
         adaptive_asymmetry: tuple[float, float] | None = None,
         **kwargs,
     ):
@@ -72,7 +77,6 @@ class Query2LabelTrainer(Trainer):
             self.add_callback(AugmentationEpochCallback(self.train_dataset))
         self.exempt_norm_and_bias_from_decay = exempt_norm_and_bias_from_decay
         self.backbone_learning_rate = backbone_learning_rate
-        self.one_cycle_pct_start = one_cycle_pct_start
         self.ema = EmaCallback(self.model, ema_decay) if ema_decay else None
         self.adaptive_asymmetry = None
         if adaptive_asymmetry is not None:
@@ -89,6 +93,8 @@ class Query2LabelTrainer(Trainer):
                 raise ValueError(f"No checkpoint to resume from in {self.args.output_dir}.")
         if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.OneCycleLR):
             self.lr_scheduler = None  # a new run gets a schedule for its own number of steps
+        if resume_from_checkpoint and not os.path.isdir(resume_from_checkpoint):
+            raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such checkpoint folder.")
         if resume_from_checkpoint:
             for callback in (self.ema, self.adaptive_asymmetry):
                 if callback is not None:
@@ -146,22 +152,23 @@ class Query2LabelTrainer(Trainer):
             }
             for (skip_decay, is_backbone), params in groups.items()
         ]
-        self.optimizer = torch.optim.AdamW(
-            param_groups,
-            lr=self.args.learning_rate,
-            betas=(self.args.adam_beta1, self.args.adam_beta2),
-            eps=self.args.adam_epsilon,
-        )
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if str(self.args.lr_scheduler_type) != ONE_CYCLE:
+            return super().create_scheduler(num_training_steps, optimizer)
         if self.lr_scheduler is None:
             optimizer = optimizer or self.optimizer
+            warmup = self.args.get_warmup_steps(num_training_steps) / num_training_steps or DEFAULT_ONE_CYCLE_WARMUP
             self.lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=[group["lr"] for group in optimizer.param_groups],
                 total_steps=num_training_steps,
-                pct_start=self.one_cycle_pct_start,
+                pct_start=min(warmup, 0.99),
+                # AdamW's beta1 cycles against the rate as in the recipe; optimizers without momentum keep theirs
+                cycle_momentum=all("betas" in group or "momentum" in group for group in optimizer.param_groups),
             )
         return self.lr_scheduler
 
