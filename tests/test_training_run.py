@@ -365,3 +365,29 @@ def test_log_level_and_best_model_options(tmp_path, caplog):
     evaluations = [entry["eval_mAP"] for entry in state["log_history"] if "eval_mAP" in entry]
     assert state["best_metric"] == max(evaluations)
     assert 0 <= report["mAP"] <= 1
+
+
+def test_the_fsdp_config_on_two_cpu_processes_trains_applies_ema_and_saves_what_it_predicts(tmp_path):
+    """`accelerate launch --config_file accelerate_configs/fsdp.yaml --num_processes 2 ... --use_cpu true`, end to end.
+    On CPU accelerate runs it as MULTI_CPU (gloo, no sharding: FSDP needs GPUs); `--cpu` would start one process."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "accelerate_configs" / "fsdp.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port()),
+        str(REPO / "tests" / "distributed_worker.py"),
+        *tiny_training_argv(tmp_path, "--max_steps", "4", "--per_device_train_batch_size", "4", "--ema_decay", "0.9", "--save_strategy", "steps", "--save_steps", "4", "--use_cpu", "true"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "eval_results.json").read_text())
+    assert report["world_size"] == 2 and report["weights"] in ("ema", "regular")
+    assert report["distributed_type"] == "MULTI_CPU"
+    assert (tmp_path / "checkpoint-4" / "ema_model.safetensors").is_file()  # the EMA travels with the checkpoint
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1  # one saved model
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+
+    saved = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path).eval()
+    in_memory = torch.load(tmp_path / "in-memory.pt")
+    with torch.no_grad():
+        logits = saved(pixel_values=in_memory["pixel_values"]).logits
+    torch.testing.assert_close(logits, in_memory["logits"], rtol=1e-5, atol=1e-5)

@@ -208,6 +208,7 @@ def run(model_args, data_args, training_args):
             "total_runtime_s": round(time.time() - started, 1),
             "torch_threads": threads,
             "world_size": training_args.world_size,
+            "distributed_type": trainer.accelerator.distributed_type.value,
             "final_gamma_neg": final_model.criterion.gamma_neg,
             "label_transfer": label_transfer.as_dict() if label_transfer is not None else None,
             "trainable_parameters": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
