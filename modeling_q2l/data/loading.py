@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from transformers.image_transforms import convert_to_rgb
 
 from ..model.image_processing_query2label import to_eight_bit
 from .labels import BadSampleError, LabelEncoder
@@ -89,10 +88,13 @@ def open_image(value) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB as the image processor makes it: 16-bit scaled to 8 bits, transparency composited on white."""
-    eight_bit = to_eight_bit(image)
-    if not isinstance(eight_bit, Image.Image):  # a (3, height, width) uint8 tensor
-        return Image.fromarray(eight_bit.permute(1, 2, 0).numpy())
-    return Image.fromarray(convert_to_rgb(eight_bit, return_numpy=True))
+    image = to_eight_bit(image)
+    if not isinstance(image, Image.Image):  # a (3, height, width) uint8 tensor
+        return Image.fromarray(image.permute(1, 2, 0).numpy())
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 @dataclass
