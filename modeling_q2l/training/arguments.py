@@ -106,6 +106,9 @@ class DataArguments:
         default=False, metadata={"help": "Keep samples without any label as all-negative examples."}
     )
     verify_images: bool = field(default=True, metadata={"help": "Decode every image once before training."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes that check the samples and encode the labels (cached between runs)."}
+    )
     randaugment: bool = field(default=True, metadata={"help": "RandAugment (2 ops) on training images."})
     randaugment_magnitude: int = field(default=9, metadata={"help": "RandAugment magnitude."})
     cutout_probability: float = field(default=0.5, metadata={"help": "Probability of erasing a random patch."})

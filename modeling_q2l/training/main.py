@@ -151,6 +151,7 @@ def run(model_args, data_args, training_args):
         label_column=label_column,
         skip_bad_samples=data_args.skip_bad_samples,
         verify_images=data_args.verify_images,
+        num_proc=data_args.preprocessing_num_workers,
     )
     train_split = prepare_split(train_raw, split_name="train", **prepare)
     eval_split = prepare_split(eval_raw, split_name="evaluation", **prepare)
