@@ -391,3 +391,19 @@ def test_the_fsdp_config_on_two_cpu_processes_trains_applies_ema_and_saves_what_
     with torch.no_grad():
         logits = saved(pixel_values=in_memory["pixel_values"]).logits
     torch.testing.assert_close(logits, in_memory["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_trains_without_writing_the_dataset_to_disk(tmp_path, monkeypatch):
+    cache = tmp_path / "datasets-cache"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    with pytest.raises(ValueError, match="--streaming needs --max_steps"):
+        main(tiny_training_argv(tmp_path / "out", "--streaming", "true"))
+    report = main(tiny_training_argv(tmp_path / "out", "--streaming", "true", "--max_steps", "4", "--per_device_train_batch_size", "4", "--ema_decay", "0"))
+    assert report["streamed"] and report["num_images"] == 16  # --max_eval_samples of the validation split
+    state = json.loads(next((tmp_path / "out").glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["global_step"] == 4
+    assert not list(cache.rglob("*.arrow"))  # nothing of the dataset was written to disk
+    assert (tmp_path / "out" / "model.safetensors").is_file()

@@ -5,6 +5,8 @@ adds augmentation around it: RandAugment (and an optional flip) on the resized u
 and a cutout (RandomErasing) on the normalised tensor after it.
 """
 
+from collections import Counter
+
 import torch
 
 from .loading import PreparedSplit, open_image, to_rgb
@@ -36,15 +38,36 @@ def pixel_values(processor, image) -> torch.Tensor:
     return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
 
-class MultiLabelImageDataset(torch.utils.data.Dataset):
-    """`pixel_values` and multi-hot `labels` for each sample of a prepared split.
+class ImagePreparation:
+    """One image as the model takes it: through `processor`, with `augmentation` (a PIL -> uint8 tensor transform)
+    before and a cutout after when training. With `augmentation_seed`, the random draws of sample `index` in `epoch`
+    come from their own generator seeded by (seed, epoch, index): the same image gets the same augmentation whatever
+    the worker count, and a run resumed from a checkpoint sees exactly what the uninterrupted run saw."""
 
-    Every image goes through `processor`; with `augmentation` (a PIL -> uint8 tensor transform) and `cutout_probability`
-    it is augmented before and erased after. With `augmentation_seed`, each sample's random augmentation is drawn from
-    its own generator seeded by (seed, epoch, index): the same image gets the same augmentation whatever the worker
-    count, and a run resumed from a checkpoint sees exactly what the uninterrupted run saw. Set `epoch` before each
-    epoch (`training.callbacks.AugmentationEpochCallback` does).
-    """
+    def __init__(self, processor, augmentation=None, cutout_probability: float = 0.0, augmentation_seed: int | None = None):
+        self.processor = processor
+        self.augmentation = augmentation
+        self.cutout = cutout(cutout_probability) if cutout_probability > 0 else None
+        self.augmentation_seed = augmentation_seed
+
+    def _pixel_values(self, image) -> torch.Tensor:
+        if self.augmentation is None:
+            return pixel_values(self.processor, image)
+        pixels = pixel_values(self.processor, self.augmentation(to_rgb(image)))
+        return self.cutout(pixels) if self.cutout is not None else pixels
+
+    def __call__(self, raw_image, index: int, epoch: int, epoch_size: int) -> torch.Tensor:
+        image = open_image(raw_image)
+        if self.augmentation_seed is None:
+            return self._pixel_values(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.augmentation_seed + epoch * epoch_size + index)
+            return self._pixel_values(image)
+
+
+class MultiLabelImageDataset(torch.utils.data.Dataset):
+    """`pixel_values` and multi-hot `labels` for each sample of a prepared split (see `ImagePreparation` for the
+    augmentation arguments). Set `epoch` before each epoch (`training.callbacks.AugmentationEpochCallback` does)."""
 
     def __init__(
         self,
@@ -58,30 +81,67 @@ class MultiLabelImageDataset(torch.utils.data.Dataset):
         self.dataset = split.dataset
         self.labels = torch.from_numpy(split.labels)
         self.image_column = image_column
-        self.processor = processor
-        self.augmentation = augmentation
-        self.cutout = cutout(cutout_probability) if cutout_probability > 0 else None
+        self.prepare = ImagePreparation(processor, augmentation, cutout_probability, augmentation_seed)
         self.augmentation_seed = augmentation_seed
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _pixel_values(self, image) -> torch.Tensor:
-        if self.augmentation is None:
-            return pixel_values(self.processor, image)
-        pixels = pixel_values(self.processor, self.augmentation(to_rgb(image)))
-        return self.cutout(pixels) if self.cutout is not None else pixels
-
     def __getitem__(self, index: int) -> dict:
-        image = open_image(self.dataset[index][self.image_column])
-        if self.augmentation_seed is None:
-            pixels = self._pixel_values(image)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.augmentation_seed + self.epoch * len(self) + index)
-                pixels = self._pixel_values(image)
+        pixels = self.prepare(self.dataset[index][self.image_column], index, self.epoch, len(self))
         return {"pixel_values": pixels, "labels": self.labels[index]}
+
+
+class StreamingMultiLabelDataset(torch.utils.data.IterableDataset):
+    """Training samples from a streamed `datasets.IterableDataset` (a Hub dataset read as it downloads, nothing
+    written to disk): each sample is checked as it arrives (a bad one stops the run naming it, or with
+    `skip_bad_samples` is skipped and counted in `skipped`), then prepared as `MultiLabelImageDataset` does. With
+    `shuffle_buffer`, the stream is shuffled per epoch; DataLoader workers read disjoint parts of it."""
+
+    def __init__(
+        self,
+        stream,
+        encoder,
+        image_column: str,
+        label_column: str,
+        processor,
+        augmentation=None,
+        cutout_probability: float = 0.0,
+        augmentation_seed: int | None = None,
+        skip_bad_samples: bool = False,
+        shuffle_buffer: int = 1000,
+    ):
+        self.stream = stream.shuffle(seed=augmentation_seed or 0, buffer_size=shuffle_buffer) if shuffle_buffer else stream
+        self.encoder, self.image_column, self.label_column = encoder, image_column, label_column
+        self.prepare = ImagePreparation(processor, augmentation, cutout_probability, augmentation_seed)
+        self.augmentation_seed = augmentation_seed
+        self.skip_bad_samples = skip_bad_samples
+        self.skipped = Counter()
+        self.epoch = 0
+
+    def __iter__(self):
+        from datasets.distributed import split_dataset_by_node
+
+        from .labels import BadSampleError
+        from .loading import check_sample
+
+        self.stream.set_epoch(self.epoch)
+        stream, worker = self.stream, torch.utils.data.get_worker_info()
+        if worker is not None and worker.num_workers > 1:
+            stream = split_dataset_by_node(stream, rank=worker.id, world_size=worker.num_workers)
+        for index, example in enumerate(stream):
+            vector, problem, reason = check_sample(self.encoder, example[self.label_column], example[self.image_column])
+            if problem is not None:
+                if not self.skip_bad_samples:
+                    raise BadSampleError(
+                        f"streamed train sample {index}: {problem}. Fix the data, or pass --skip_bad_samples to skip "
+                        "such samples (they are counted and reported)."
+                    )
+                self.skipped[reason] += 1
+                continue
+            pixels = self.prepare(example[self.image_column], index, self.epoch, 1_000_003)
+            yield {"pixel_values": pixels, "labels": torch.from_numpy(vector)}
 
 
 def collate_multilabel(examples: list[dict]) -> dict:

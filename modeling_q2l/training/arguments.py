@@ -106,6 +106,10 @@ class DataArguments:
         default=False, metadata={"help": "Keep samples without any label as all-negative examples."}
     )
     verify_images: bool = field(default=True, metadata={"help": "Decode every image once before training."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the training split as it downloads, without writing it to disk (needs --max_steps)."},
+    )
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes that check the samples and encode the labels (cached between runs)."}
     )

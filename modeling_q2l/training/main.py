@@ -19,6 +19,7 @@ from ..data.labels import detect_label_format, parse_label_names, resolve_label_
 from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
 from ..data.transforms import (
     MultiLabelImageDataset,
+    StreamingMultiLabelDataset,
     collate_multilabel,
     training_augmentation,
 )
@@ -88,6 +89,38 @@ def load_splits(data_args):
     return train, evaluation
 
 
+STREAMING_EVAL_SAMPLES = 1000
+
+
+def load_streaming_splits(data_args, training_args):
+    """(train stream, eval `Dataset` held in memory) for `--streaming`: the training split is read as it downloads and
+    never written to disk; the evaluation split's first `--max_eval_samples` (default 1,000) examples are kept in
+    memory, or, without one, the first ones of the training stream are held out."""
+    from datasets import Dataset, load_dataset
+
+    if training_args.max_steps is None or training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
+    if data_args.coco_annotations or not data_args.dataset_name:
+        raise ValueError("--streaming reads --dataset_name (a Hub id or local data files), not --coco_annotations.")
+    try:
+        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=True)
+    except Exception as error:
+        raise ValueError(f"Cannot stream dataset {data_args.dataset_name!r} ({type(error).__name__}: {error}).") from error
+    if data_args.train_split_name not in raw:
+        raise ValueError(f"No split {data_args.train_split_name!r} in {data_args.dataset_name} (splits: {list(raw)}).")
+    train = raw[data_args.train_split_name]
+    count = data_args.max_eval_samples or STREAMING_EVAL_SAMPLES
+    if data_args.eval_split_name in raw:
+        source = raw[data_args.eval_split_name]
+    else:
+        logger.info("No %r split: holding out the first %d streamed training examples.", data_args.eval_split_name, count)
+        source, train = train, train.skip(count)
+    evaluation = Dataset.from_list(list(source.take(count)), features=source.features)
+    if data_args.max_train_samples is not None:
+        train = train.take(data_args.max_train_samples)
+    return train, evaluation
+
+
 def build_model(model_args, label_names: list[str]):
     """A new model (pretrained backbone loaded explicitly) or a saved one adapted to the dataset's labels, with the
     requested backbone freezing; returns (model, backbone weights source, `LabelTransfer` or None)."""
@@ -140,10 +173,17 @@ def run(model_args, data_args, training_args):
     set_seed(training_args.seed)
     started = time.time()
 
-    train_raw, eval_raw = load_splits(data_args)
-    label_column = resolve_label_column(train_raw, data_args.label_column_name)
-    encoder = detect_label_format(
-        train_raw, label_column, parse_label_names(data_args.class_names), data_args.label_format, data_args.allow_empty_labels
+    if data_args.streaming:
+        train_raw, eval_raw = load_streaming_splits(data_args, training_args)
+    else:
+        train_raw, eval_raw = load_splits(data_args)
+    label_column = resolve_label_column(eval_raw if data_args.streaming else train_raw, data_args.label_column_name)
+    encoder = detect_label_format(  # a stream is read once, in training: its labels are known from the evaluation rows
+        eval_raw if data_args.streaming else train_raw,
+        label_column,
+        parse_label_names(data_args.class_names),
+        data_args.label_format,
+        data_args.allow_empty_labels,
     )
     prepare = dict(
         encoder=encoder,
@@ -153,7 +193,7 @@ def run(model_args, data_args, training_args):
         verify_images=data_args.verify_images,
         num_proc=data_args.preprocessing_num_workers,
     )
-    train_split = prepare_split(train_raw, split_name="train", **prepare)
+    train_split = None if data_args.streaming else prepare_split(train_raw, split_name="train", **prepare)
     eval_split = prepare_split(eval_raw, split_name="evaluation", **prepare)
     logger.info("Labels (%s format): %s", encoder.label_format, encoder.names)
 
@@ -162,14 +202,16 @@ def run(model_args, data_args, training_args):
     augmentation = training_augmentation(
         model.config.image_size, data_args.randaugment, data_args.randaugment_magnitude, data_args.horizontal_flip
     )
-    train_dataset = MultiLabelImageDataset(
-        train_split,
-        data_args.image_column_name,
-        processor,
-        augmentation=augmentation,
-        cutout_probability=data_args.cutout_probability,
-        augmentation_seed=training_args.seed,
+    augmented = dict(
+        augmentation=augmentation, cutout_probability=data_args.cutout_probability, augmentation_seed=training_args.seed
     )
+    if data_args.streaming:
+        train_dataset = StreamingMultiLabelDataset(
+            train_raw, encoder, data_args.image_column_name, label_column, processor,
+            skip_bad_samples=data_args.skip_bad_samples, **augmented,
+        )  # fmt: skip
+    else:
+        train_dataset = MultiLabelImageDataset(train_split, data_args.image_column_name, processor, **augmented)
     eval_dataset = MultiLabelImageDataset(eval_split, data_args.image_column_name, processor)
 
     trainer = Query2LabelTrainer(
@@ -204,7 +246,11 @@ def run(model_args, data_args, training_args):
             "backbone_weights": backbone_source,
             "dataset": data_args.dataset_name or data_args.coco_eval_annotations or data_args.coco_annotations,
             "eval_split": data_args.eval_split_name,
-            "skipped_samples": {"train": train_split.skipped, "evaluation": eval_split.skipped},
+            "skipped_samples": {
+                "train": dict(train_dataset.skipped) if data_args.streaming else train_split.skipped,
+                "evaluation": eval_split.skipped,
+            },
+            "streamed": data_args.streaming,
             "train_runtime_s": round(train_result.metrics.get("train_runtime", 0.0), 1),
             "total_runtime_s": round(time.time() - started, 1),
             "torch_threads": threads,
