@@ -18,7 +18,7 @@ from modeling_q2l.training.main import main  # noqa: E402
 
 # The entry point's defaults: the embedded dataset of this repository (the package never assumes a data folder).
 EMBEDDED_DATASET = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"
-DEFAULTS = {"dataset_name": str(EMBEDDED_DATASET)}
+DEFAULTS = {"dataset_name": str(EMBEDDED_DATASET), "extra_eval_split_names": ["out_of_layout"]}
 
 if __name__ == "__main__":
     main(defaults=DEFAULTS)

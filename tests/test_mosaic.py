@@ -75,7 +75,9 @@ def test_saved_splits_load_with_datasets(tmp_path):
     from datasets import load_dataset
 
     images, labels = blob_images()
-    records = build_mosaics(images, labels, 4, seed=0)
+    with pytest.raises(ValueError, match=r"outfits name class ids \[5, 6, 7, 8, 9\]"):
+        build_mosaics(images, labels, 4, seed=0)  # the Fashion-MNIST outfits do not fit 5 classes
+    records = build_mosaics(images, labels, 4, MosaicSpec(outfits=()), seed=0)
     save_mosaic_splits({"train": records, "validation": records[:2]}, list("abcde"), tmp_path)
     loaded = load_dataset(str(tmp_path))
     assert loaded["train"].features["labels"].feature.names == list("abcde")
@@ -87,13 +89,14 @@ def test_the_embedded_dataset_is_in_hub_layout_and_small():
     from huggingface_hub import DatasetCard
 
     files = sorted((EMBEDDED / "data").glob("*.parquet"))
-    assert [f.name.split("-")[0] for f in files] == ["train", "validation"]
+    assert [f.name.split("-")[0] for f in files] == ["out_of_layout", "train", "validation"]
     assert sum(f.stat().st_size for f in files) < 20 * 1024 * 1024
     card = DatasetCard.load(EMBEDDED / "README.md")
     assert card.data.license == "mit" and "Fashion-MNIST" in card.text
     dataset = load_dataset(str(EMBEDDED))
     assert dataset["train"].features["labels"].feature.names[0] == "T-shirt/top"
-    assert len(dataset["train"]) >= 3000 and len(dataset["validation"]) >= 500
+    assert len(dataset["train"]) >= 3000 and len(dataset["validation"]) >= 500 and len(dataset["out_of_layout"]) >= 500
+    assert "## The out-of-layout test split" in card.text
     first = dataset["validation"][0]
     assert first["image"].size == (128, 128) and len(first["objects"]["bbox"]) == len(first["objects"]["category"])
 
@@ -116,7 +119,7 @@ def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
     source.to_parquet(str(tmp_path / "source.parquet"))
     args = MosaicBuildArguments(
         output_dir=str(tmp_path / "out"), num_train=6, num_validation=3, dataset_name=str(tmp_path / "source.parquet"),
-        image_format="PNG",
+        image_format="PNG", out_of_layout_split="none",
     )  # fmt: skip
     build_mosaic_dataset(args)
     built = load_dataset(str(tmp_path / "out"))
@@ -124,3 +127,37 @@ def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
     assert "source.parquet" in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(ValueError, match="ClassLabel"):
         build_mosaic_dataset(MosaicBuildArguments(output_dir=str(tmp_path / "bad"), dataset_name=str(tmp_path / "source.parquet"), label_column_name="image"))
+
+
+def test_varied_backgrounds_and_the_out_of_layout_split(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, load_dataset
+    from datasets import Image as ImageFeature
+
+    from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
+
+    images, labels = blob_images(num_classes=3, per_class=8)
+    dark = build_mosaics(images, labels, 20, MosaicSpec(outfits=()), seed=0, image_format="PNG")
+    varied = build_mosaics(images, labels, 20, MosaicSpec(outfits=(), varied_background_probability=1.0), seed=0, image_format="PNG")
+
+    def corner_brightness(records):
+        return [np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])))[:4, :4].mean() for r in records]
+
+    assert max(corner_brightness(dark)) < 50  # dark backgrounds
+    assert max(corner_brightness(varied)) > 100 and np.std(corner_brightness(varied)) > 20  # any brightness
+
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=["x", "y", "z"])})
+    pil = [Image.fromarray(image) for image in images]
+    DatasetDict({
+        "train": Dataset.from_dict({"image": pil, "label": labels.tolist()}, features=features),
+        "test": Dataset.from_dict({"image": pil[:12], "label": labels[:12].tolist()}, features=features),
+    }).save_to_disk(str(tmp_path / "source-arrow"))  # fmt: skip
+    for split in ("train", "test"):
+        load_dataset_from_disk = Dataset.load_from_disk(str(tmp_path / "source-arrow" / split))
+        load_dataset_from_disk.to_parquet(str(tmp_path / "source" / "data" / f"{split}-00000-of-00001.parquet"))
+    args = MosaicBuildArguments(
+        output_dir=str(tmp_path / "out"), num_train=6, num_validation=3, num_out_of_layout=5,
+        dataset_name=str(tmp_path / "source"), image_format="PNG",
+    )  # fmt: skip
+    build_mosaic_dataset(args)
+    built = load_dataset(str(tmp_path / "out"))
+    assert len(built["out_of_layout"]) == 5 and "out_of_layout" in (tmp_path / "out" / "README.md").read_text()

@@ -354,11 +354,17 @@ def test_optimizer_and_scheduler_options_are_honoured(tmp_path):
 def test_log_level_and_best_model_options(tmp_path, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO):
-        report = main(tiny_training_argv(
-            tmp_path, "--log_level", "error", "--ema_decay", "0", "--eval_strategy", "epoch", "--save_strategy", "epoch",
-            "--num_train_epochs", "2", "--load_best_model_at_end", "true", "--metric_for_best_model", "mAP",
-        ))  # fmt: skip
+    import transformers
+
+    try:
+        with caplog.at_level(logging.INFO):
+            report = main(tiny_training_argv(
+                tmp_path, "--log_level", "error", "--ema_decay", "0", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+                "--num_train_epochs", "2", "--load_best_model_at_end", "true", "--metric_for_best_model", "mAP",
+            ))  # fmt: skip
+    finally:  # --log_level sets process-wide levels: give the next tests the defaults back
+        logging.getLogger("modeling_q2l").setLevel(logging.NOTSET)
+        transformers.utils.logging.set_verbosity_warning()
     assert not [record for record in caplog.records if record.name.startswith("modeling_q2l") and record.levelno < logging.ERROR]
     state = json.loads(sorted(tmp_path.glob("checkpoint-*"))[-1].joinpath("trainer_state.json").read_text())
     assert state["best_metric"] is not None and state["best_model_checkpoint"]
@@ -407,3 +413,13 @@ def test_streaming_trains_without_writing_the_dataset_to_disk(tmp_path, monkeypa
     assert state["global_step"] == 4
     assert not list(cache.rglob("*.arrow"))  # nothing of the dataset was written to disk
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_extra_evaluation_splits_are_reported_apart(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        report = main(tiny_training_argv(tmp_path, "--ema_decay", "0", "--extra_eval_split_names", "out_of_layout", "no_such_split"))
+    (name,) = report["extra_splits"]
+    assert name == "out_of_layout" and report["extra_splits"][name]["num_images"] == 16
+    assert 0 <= report["extra_splits"][name]["mAP"] <= 1 and "CF1" in report["extra_splits"][name]["at_label_thresholds"]
+    assert any("no_such_split" in record.getMessage() for record in caplog.records)
+    assert "| out_of_layout | 16 |" in (tmp_path / "README.md").read_text()  # the card shows it

@@ -41,6 +41,9 @@ class MosaicSpec:
         outfits: groups of class ids that tend to appear together; empty for independent classes.
         outfit_probability: probability that a mosaic draws its classes from one outfit.
         max_overlap: largest fraction of a new object's box that may cover earlier boxes.
+        varied_background_probability: probability that a mosaic gets a varied background (any colour and
+            brightness: a flat colour, a gradient or a smooth texture, with pixel noise) and objects of any tint,
+            darker than the background included; otherwise the background is dark and the objects bright.
     """
 
     canvas_size: int = 128
@@ -50,6 +53,7 @@ class MosaicSpec:
     outfits: Sequence[Sequence[int]] = FASHION_OUTFITS
     outfit_probability: float = 0.75
     max_overlap: float = 0.25
+    varied_background_probability: float = 0.0
 
 
 def is_fashion_mnist_mosaic(dataset_name: str | None) -> bool:
@@ -114,10 +118,33 @@ def _place(rng, spec: MosaicSpec, boxes: list, size: int):
     return None
 
 
-def _tinted_object(patch: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Resize a grayscale object to `size` and tint it: returns RGB (size, size, 3) and alpha (size, size)."""
+def _varied_background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A background of any colour and brightness: flat, a gradient between two colours, or a smooth texture (a coarse
+    random grid upsampled), plus pixel noise. `(side, side, 3)` float in [0, 255]."""
+    first, second = rng.uniform(0, 255, size=3), rng.uniform(0, 255, size=3)
+    style = rng.integers(3)
+    if style == 0:
+        weight = np.zeros((side, side, 1), dtype=np.float32)
+    elif style == 1:
+        angle = rng.uniform(0, 2 * np.pi)
+        axis = np.cos(angle) * np.arange(side)[None, :] + np.sin(angle) * np.arange(side)[:, None]
+        weight = ((axis - axis.min()) / max(np.ptp(axis), 1e-6))[..., None].astype(np.float32)
+    else:
+        cells = int(rng.integers(3, 9))
+        grid = (rng.random((cells, cells)) * 255).astype(np.uint8)
+        weight = np.asarray(Image.fromarray(grid).resize((side, side), Image.BICUBIC), dtype=np.float32)[..., None] / 255.0
+    background = first * (1 - weight) + second * weight
+    background += rng.normal(0, rng.uniform(0, 4), size=background.shape)
+    return np.clip(background, 0, 255).astype(np.float32)
+
+
+def _tinted_object(
+    patch: np.ndarray, size: int, rng: np.random.Generator, any_tint: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a grayscale object to `size` and tint it: returns RGB (size, size, 3) and alpha (size, size). Bright
+    tints by default; `any_tint` draws any colour, dark ones included."""
     resized = np.asarray(Image.fromarray(patch).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
-    color = rng.uniform(0.35, 1.0, size=3)
+    color = rng.uniform(0.0 if any_tint else 0.35, 1.0, size=3)
     rgb = resized[..., None] * color * 255.0
     alpha = np.clip(resized * 1.6, 0.0, 1.0)[..., None]
     return rgb, alpha
@@ -127,8 +154,12 @@ def make_mosaic(
     images: np.ndarray, labels: np.ndarray, by_class: list[np.ndarray], spec: MosaicSpec, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[int], list[list[float]]]:
     """One mosaic: an RGB uint8 canvas, the class of each object and its tight box `[x, y, width, height]`."""
-    canvas = np.empty((spec.canvas_size, spec.canvas_size, 3), dtype=np.float32)
-    canvas[:] = rng.uniform(0, 45, size=3)  # a dark, tinted background
+    varied = rng.random() < spec.varied_background_probability
+    if varied:
+        canvas = _varied_background(rng, spec.canvas_size)
+    else:
+        canvas = np.empty((spec.canvas_size, spec.canvas_size, 3), dtype=np.float32)
+        canvas[:] = rng.uniform(0, 45, size=3)  # a dark, tinted background
     placed_classes, boxes, squares = [], [], []
     for class_id in _choose_classes(rng, spec, len(by_class)):
         size = int(rng.integers(spec.min_object_size, spec.max_object_size + 1))
@@ -139,7 +170,7 @@ def make_mosaic(
         if corner is None:
             continue
         index = int(rng.choice(by_class[class_id]))
-        rgb, alpha = _tinted_object(images[index], size, rng)
+        rgb, alpha = _tinted_object(images[index], size, rng, any_tint=varied)
         x, y = corner
         region = canvas[y : y + size, x : x + size]
         canvas[y : y + size, x : x + size] = region * (1 - alpha) + rgb * alpha
@@ -161,12 +192,13 @@ def build_mosaics(
     spec: MosaicSpec | None = None,
     seed: int = 0,
     image_format: str = "JPEG",
+    jpeg_quality: int = 85,
 ) -> list[dict]:
     """`count` mosaic records: `image` (encoded bytes), `labels` (sorted unique class ids), `objects` (bbox,
     category).
 
     `images` are single-object grayscale arrays `(N, H, W)` with a dark background; `labels` their class ids.
-    JPEG at quality 92 keeps a 5,000-mosaic set near 13 MB; use PNG for lossless images.
+    JPEG at quality 85 keeps a mosaic near 2 to 3 kB; use PNG for lossless images.
     """
     spec = spec or MosaicSpec()
     if images.ndim != 3:
@@ -174,6 +206,12 @@ def build_mosaics(
     rng = np.random.default_rng(seed)
     num_classes = int(labels.max()) + 1
     by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
+    too_large = sorted({c for outfit in spec.outfits for c in outfit if c >= num_classes})
+    if too_large:
+        raise ValueError(
+            f"MosaicSpec.outfits name class ids {too_large}, but the source has {num_classes} classes: give outfits "
+            "of its own classes, or outfits=() for independent classes."
+        )
     missing = [c for c, members in enumerate(by_class) if len(members) == 0]
     if missing:
         raise ValueError(f"Classes {missing} have no image to draw from.")
@@ -181,7 +219,7 @@ def build_mosaics(
     for _ in range(count):
         canvas, classes, boxes = make_mosaic(images, labels, by_class, spec, rng)
         buffer = io.BytesIO()
-        Image.fromarray(canvas).save(buffer, format=image_format, **({"quality": 92} if image_format == "JPEG" else {}))
+        Image.fromarray(canvas).save(buffer, format=image_format, **({"quality": jpeg_quality} if image_format == "JPEG" else {}))
         records.append(
             {
                 "image": {"bytes": buffer.getvalue(), "path": None},

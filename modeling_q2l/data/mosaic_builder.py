@@ -1,5 +1,6 @@
 """Build and document a mosaic dataset (the logic behind `scripts/build_mosaic_dataset.py`)."""
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,23 +38,40 @@ class MosaicBuildArguments:
     min_object_size: int = field(default=16, metadata={"help": "Smallest object side in pixels."})
     max_object_size: int = field(default=80, metadata={"help": "Largest object side in pixels."})
     max_objects: int = field(default=4, metadata={"help": "Most objects per mosaic."})
+    varied_background_probability: float = field(
+        default=0.4,
+        metadata={"help": "Share of train/validation mosaics with a varied background (any colour, gradient or texture) and objects of any tint."},
+    )
+    outfit_probability: float = field(
+        default=0.5, metadata={"help": "Share of mosaics whose classes come from one outfit (Fashion-MNIST only)."}
+    )
+    out_of_layout_split: str | None = field(
+        default="test",
+        metadata={"help": "Source split of the out-of-layout test mosaics (Fashion-MNIST: its test split); none to skip."},
+    )
+    num_out_of_layout: int = field(
+        default=1000,
+        metadata={"help": "Out-of-layout mosaics: every background varied, any object tint, independent classes."},
+    )
+    jpeg_quality: int = field(default=85, metadata={"help": "JPEG quality."})
     image_format: str = field(default="JPEG", metadata={"help": "JPEG (compact) or PNG (lossless)."})
 
 
-def _source(args: MosaicBuildArguments) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def _source(args: MosaicBuildArguments, split: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    split = split or args.dataset_split
     if args.dataset_name is None:
         if args.fashion_mnist_dir is None:
             raise ValueError("Pass --fashion_mnist_dir (the folder of Fashion-MNIST's idx files) or --dataset_name.")
-        images, labels = load_fashion_mnist(args.fashion_mnist_dir, args.dataset_split)
-        return images, labels, list(FASHION_MNIST_LABELS), f"Fashion-MNIST ({args.dataset_split} split)"
+        images, labels = load_fashion_mnist(args.fashion_mnist_dir, split)
+        return images, labels, list(FASHION_MNIST_LABELS), f"Fashion-MNIST ({split} split)"
     from datasets import ClassLabel
 
     from .loading import load_raw_datasets
 
     splits = load_raw_datasets(args.dataset_name, args.dataset_config_name)
-    if args.dataset_split not in splits:
-        raise ValueError(f"No split {args.dataset_split!r} in {args.dataset_name} (splits: {list(splits)}).")
-    dataset = splits[args.dataset_split]
+    if split not in splits:
+        raise ValueError(f"No split {split!r} in {args.dataset_name} (splits: {list(splits)}).")
+    dataset = splits[split]
     feature = dataset.features.get(args.label_column_name)
     if not isinstance(feature, ClassLabel):
         raise ValueError(
@@ -61,7 +79,7 @@ def _source(args: MosaicBuildArguments) -> tuple[np.ndarray, np.ndarray, list[st
             "single-label dataset (pass --label_column_name)."
         )
     images = np.stack([to_grayscale_array(image) for image in dataset[args.image_column_name]])
-    return images, np.asarray(dataset[args.label_column_name]), feature.names, f"{args.dataset_name} ({args.dataset_split} split)"
+    return images, np.asarray(dataset[args.label_column_name]), feature.names, f"{args.dataset_name} ({split} split)"
 
 
 def build_mosaic_dataset(args: MosaicBuildArguments) -> dict:
@@ -77,13 +95,23 @@ def build_mosaic_dataset(args: MosaicBuildArguments) -> dict:
         max_object_size=args.max_object_size,
         max_objects=args.max_objects,
         outfits=() if args.dataset_name else MosaicSpec.outfits,
+        outfit_probability=args.outfit_probability,
+        varied_background_probability=args.varied_background_probability,
     )
+    encoding = dict(image_format=args.image_format, jpeg_quality=args.jpeg_quality)
     splits = {}
     for split, pool, count, seed in [
         ("train", order[:cut], args.num_train, args.seed),
         ("validation", order[cut:], args.num_validation, args.seed + 1),
     ]:
-        splits[split] = build_mosaics(images[pool], labels[pool], count, spec, seed=seed, image_format=args.image_format)
+        splits[split] = build_mosaics(images[pool], labels[pool], count, spec, seed=seed, **encoding)
+    if args.out_of_layout_split and args.out_of_layout_split.lower() != "none" and args.num_out_of_layout > 0:
+        # another layout, from images no other split uses: every background varied, any tint, independent classes
+        held_out_images, held_out_labels, _, _ = _source(args, args.out_of_layout_split)
+        other_layout = dataclasses.replace(spec, outfits=(), outfit_probability=0.0, varied_background_probability=1.0)
+        splits["out_of_layout"] = build_mosaics(
+            held_out_images, held_out_labels, args.num_out_of_layout, other_layout, seed=args.seed + 2, **encoding
+        )
     paths = save_mosaic_splits(splits, names, args.output_dir)
     card = mosaic_dataset_card(splits, names, source, spec, args)
     (Path(args.output_dir) / "README.md").write_text(card, encoding="utf-8")
@@ -110,9 +138,23 @@ def mosaic_dataset_card(splits, names, source, spec, args) -> str:
     small, large = MOSAIC_AREA_THRESHOLDS
     is_fashion = args.dataset_name is None
     licence = "mit" if is_fashion else "other"
+    title = "Fashion-MNIST mosaics" if is_fashion else f"Mosaics of {args.dataset_name}"
+    data_files = "\n".join(f"  - split: {name}\n    path: data/{name}-*.parquet" for name in splits)
+    varied = round(100 * spec.varied_background_probability)
+    outfits = round(100 * spec.outfit_probability) if spec.outfits else 0
+    out_of_layout = ""
+    if "out_of_layout" in splits:
+        out_of_layout = f"""
+## The out-of-layout test split
+`out_of_layout` ({len(splits["out_of_layout"])} mosaics) tests whether a model learnt the objects rather than the look
+of the training mosaics. Its objects come from {args.out_of_layout_split!r} split of the source, which train and
+validation never use; every mosaic has a varied background (any colour and brightness: flat, a gradient or a smooth
+texture, with pixel noise), objects of any tint (darker than the background included), and classes drawn
+independently of each other (no outfits). Evaluate on it with `scripts/evaluate.py --split out_of_layout`.
+"""
     return f"""---
 license: {licence}
-pretty_name: {"Fashion-MNIST mosaics" if is_fashion else "Mosaics of " + str(args.dataset_name)}
+pretty_name: {title}
 task_categories:
 - image-classification
 tags:
@@ -126,22 +168,21 @@ object_size_area_thresholds:
 configs:
 - config_name: default
   data_files:
-  - split: train
-    path: data/train-*.parquet
-  - split: validation
-    path: data/validation-*.parquet
+{data_files}
 ---
 
-# {"Fashion-MNIST mosaics" if is_fashion else "Mosaics of " + str(args.dataset_name)}
+# {title}
 
 A small multi-label image classification set: {spec.canvas_size} x {spec.canvas_size} RGB canvases holding 1 to
 {spec.max_objects} objects from {source}, each tinted, scaled to a side between {spec.min_object_size} and
 {spec.max_object_size} pixels (small, medium and large objects all occur) and pasted with limited overlap.
-{"Classes co-occur in outfits (casual, summer, winter, office, weekend) three times out of four." if is_fashion else ""}
-Train and validation mosaics draw their objects from disjoint parts of the source split{", and Fashion-MNIST's test split is not used: it stays held out." if is_fashion else "."}
+{varied}% of the train and validation mosaics have a varied background (any colour and brightness: flat, a gradient
+or a smooth texture, with pixel noise) and objects of any tint; the others a dark background and bright objects.
+{f"Classes co-occur in outfits (casual, summer, winter, office, weekend) in {outfits}% of the mosaics; the other mosaics draw their classes independently." if outfits else "Classes are drawn independently."}
+Train and validation mosaics draw their objects from disjoint parts of the source split.
 
-Built with `python scripts/build_mosaic_dataset.py --num_train {args.num_train} --num_validation {args.num_validation} --seed {args.seed}`
-from the Query2Label package.
+Built with `python scripts/build_mosaic_dataset.py --num_train {args.num_train} --num_validation {args.num_validation} --num_out_of_layout {args.num_out_of_layout} --seed {args.seed}`
+from the Query2Label package ({args.image_format}{f", quality {args.jpeg_quality}" if args.image_format == "JPEG" else ""}).
 
 ## Fields
 - `image`: the mosaic ({args.image_format}).
@@ -150,7 +191,7 @@ from the Query2Label package.
 
 ## Label statistics (train, {len(splits["train"])} mosaics; validation, {len(splits["validation"])})
 {_statistics(splits["train"], names, spec)}
-
+{out_of_layout}
 For the object-size analysis use area thresholds 24^2 and 48^2 pixels (`object_size_area_thresholds` above, which
 `scripts/train.py` and `scripts/evaluate.py` read): COCO's 32^2 and 96^2 leave almost no large object on a {spec.canvas_size}-pixel canvas.
 

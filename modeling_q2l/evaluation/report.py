@@ -144,6 +144,26 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+def extra_splits_markdown(report: dict) -> list[str]:
+    """Lines of a table of the other splits the final model was evaluated on (`extra_splits`), if any."""
+    if not report.get("extra_splits"):
+        return []
+    lines = [
+        "",
+        "Other splits:",
+        "",
+        "| split | images | mAP | mAP_voc | CF1 | OF1 | CF1 / OF1 at the per-label thresholds |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in report["extra_splits"].items():
+        at = row.get("at_label_thresholds", {})
+        lines.append(
+            f"| {name} | {row['num_images']} | {_percent(row['mAP'])} | {_percent(row['mAP_voc'])} | "
+            f"{_percent(row['CF1'])} | {_percent(row['OF1'])} | {_percent(at.get('CF1'))} / {_percent(at.get('OF1'))} |"
+        )
+    return lines
+
+
 def report_to_markdown(report: dict) -> str:
     """The report as Markdown tables (values in percent)."""
     lines = [
@@ -172,6 +192,7 @@ def report_to_markdown(report: dict) -> str:
             "| --- | --- | --- |",
             "| " + " | ".join(_percent(report[f"mAP_{name}"]) for name in SIZE_BUCKETS) + " |",
         ]
+    lines += extra_splits_markdown(report)
     with_thresholds = "label_thresholds" in report
     lines += ["", "| label | AP | positives |" + (" threshold |" if with_thresholds else ""), "|" + " --- |" * (3 + with_thresholds)]
     lines += [

@@ -106,6 +106,9 @@ def _measured_section(content: CardContent) -> str:
             "| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys) + "\n"
             "| " + " | ".join(f"{100 * at_thresholds[k]:.2f}" for k in keys) + " |\n"
         )
+    from ..evaluation.report import extra_splits_markdown
+
+    text += "\n".join(extra_splits_markdown(report)) + ("\n" if report.get("extra_splits") else "")
     if report.get("mAP_small") is not None or report.get("mAP_large") is not None:
         low, high = report["area_thresholds"]
         sizes = " | ".join(f"{100 * report[f'mAP_{b}']:.2f}" if report.get(f"mAP_{b}") is not None else "n/a" for b in ("small", "medium", "large"))

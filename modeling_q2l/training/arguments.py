@@ -82,6 +82,10 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     train_split_name: str = field(default="train", metadata={"help": "Training split."})
     eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split."})
+    extra_eval_split_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "More splits to evaluate the final model on, reported apart (scripts/train.py: out_of_layout)."},
+    )
     train_val_split: float = field(
         default=0.15, metadata={"help": "Fraction of train held out when the dataset has no evaluation split."}
     )
@@ -133,7 +137,7 @@ class Query2LabelTrainingArguments(TrainingArguments):
     and scheduler of transformers can be asked for with `--optim` and `--lr_scheduler_type`."""
 
     output_dir: str = field(default="outputs/q2l-fashion-mnist-mosaic", metadata={"help": "Output folder."})
-    num_train_epochs: float = field(default=3.5, metadata={"help": "Training epochs."})
+    num_train_epochs: float = field(default=6.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
     learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of the one-cycle schedule."})

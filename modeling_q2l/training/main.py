@@ -261,6 +261,7 @@ def run(model_args, data_args, training_args):
             "trainable_parameters": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
         }
     )
+    report["extra_splits"] = evaluate_extra_splits(trainer, data_args, prepare, processor, encoder, area_thresholds)
     if trainer.is_world_process_zero():
         save_outputs(trainer, processor, report, model_args, data_args, training_args)
         print(report_to_markdown(report))
@@ -269,6 +270,37 @@ def run(model_args, data_args, training_args):
             report["hub_url"] = push_outputs(training_args, report)
             print(f"Pushed to {report['hub_url']}")
     return trainer, report
+
+
+EXTRA_SPLIT_KEYS = ("num_images", "mAP", "mAP_voc", "CF1", "OF1", "mAP_small", "mAP_medium", "mAP_large")
+
+
+def evaluate_extra_splits(trainer, data_args, prepare: dict, processor, encoder, area_thresholds) -> dict:
+    """The final model on each split of `--extra_eval_split_names` (e.g. the embedded set's `out_of_layout` test
+    split): the summary metrics, also at the fitted thresholds. A split the dataset lacks is skipped with a warning."""
+    names = data_args.extra_eval_split_names or []
+    if not names or data_args.streaming or data_args.coco_annotations:
+        return {}
+    raw = load_raw_datasets(data_args.dataset_name, data_args.dataset_config_name)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    results = {}
+    for name in names:
+        if name not in raw:
+            logger.warning("No split %r in %s: not evaluated (splits: %s).", name, data_args.dataset_name, list(raw))
+            continue
+        dataset = raw[name]
+        if data_args.max_eval_samples is not None:
+            dataset = dataset.select(range(min(data_args.max_eval_samples, len(dataset))))
+        split = prepare_split(dataset, split_name=name, **prepare)
+        prediction = trainer.predict(MultiLabelImageDataset(split, data_args.image_column_name, processor))
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        report = report_for_split(
+            sigmoid_scores(logits), split, encoder, encoder.names, area_thresholds, label_thresholds=model.config.label_thresholds
+        )
+        results[name] = {key: report[key] for key in EXTRA_SPLIT_KEYS if key in report}
+        results[name]["at_label_thresholds"] = {key: report["at_label_thresholds"][key] for key in ("CF1", "OF1")}
+        logger.info("%s split: mAP %.2f on %d images.", name, 100 * report["mAP"], report["num_images"])
+    return results
 
 
 def checkpoint_to_resume(training_args) -> str | None:
