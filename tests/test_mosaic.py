@@ -133,7 +133,10 @@ def test_varied_backgrounds_and_the_out_of_layout_split(tmp_path):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, load_dataset
     from datasets import Image as ImageFeature
 
-    from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
+    from modeling_q2l.data.mosaic_builder import (
+        MosaicBuildArguments,
+        build_mosaic_dataset,
+    )
 
     images, labels = blob_images(num_classes=3, per_class=8)
     dark = build_mosaics(images, labels, 20, MosaicSpec(outfits=()), seed=0, image_format="PNG")
