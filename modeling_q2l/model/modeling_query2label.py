@@ -250,13 +250,14 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
             self._recompute_non_persistent_buffers(module)
 
     def _recompute_non_persistent_buffers(self, module: nn.Module) -> None:
-        names = {id(candidate): name for name, candidate in self.model.named_modules()}
-        if id(module) not in names:
-            return
-        if getattr(self, "_reference_buffers", None) is None:
+        if getattr(self, "_reference_buffers", None) is None:  # built once, for every module that needs it
             with torch.device("cpu"), _parameters_on_meta():
                 reference = _build_timm_backbone(self.config)[0] if self.is_timm else None
             self._reference_buffers = dict(reference.named_buffers()) if reference is not None else {}
+            self._module_names = {id(candidate): name for name, candidate in self.model.named_modules()}
+        names = self._module_names
+        if id(module) not in names:
+            return
         prefix = names[id(module)]
         for name in module._non_persistent_buffers_set:
             current = module._buffers.get(name)
