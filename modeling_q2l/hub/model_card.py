@@ -45,6 +45,27 @@ class CardContent:
     measured: dict | None = None
     measured_on: str | None = None
     measured_dataset_id: str | None = None
+    figures: dict[str, str] = field(default_factory=dict)  # figure name -> path inside the repository
+
+
+FIGURE_CAPTIONS = {
+    "precision_recall": "Precision-recall curves, per label and micro-averaged",
+    "ap_per_label": "Average precision per label",
+    "map_by_size": "mAP by object size",
+    "f1_threshold": "F1 against the threshold; dots mark the fitted per-label thresholds",
+    "attention_0": "Where each predicted label's query looks (last decoder layer, mean over heads), evaluation image 1",
+    "attention_1": "The same for evaluation image 2",
+}
+
+
+def _figures_section(content: CardContent) -> str:
+    if not content.figures:
+        return ""
+    lines = ["## Figures", "", "Made by the training run on the evaluation split (they are files of this repository).", ""]
+    for name, path in content.figures.items():
+        caption = FIGURE_CAPTIONS.get(name, name.replace("_", " "))
+        lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines) + "\n"
 
 
 def _eval_results(content: CardContent) -> list[EvalResult]:
@@ -208,7 +229,7 @@ probabilities = model(**processor(Image.open("photo.jpg"), return_tensors="pt"))
 ## Results
 
 {_measured_section(content)}{_paper_section(content)}
-## Limitations
+{_figures_section(content)}## Limitations
 
 {content.limitations}
 
@@ -302,6 +323,7 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
         measured=report,
         measured_on=dataset,
         measured_dataset_id="fashion-mnist-mosaic" if is_embedded else data_args.dataset_name,
+        figures=report.get("figures") or {},
     )
     return render_card(content)
 

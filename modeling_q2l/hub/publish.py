@@ -19,6 +19,7 @@ from huggingface_hub import HfApi, ModelCard, get_token
 from ..model.configuration_query2label import QUERY2LABEL_AUTO_MAP
 from .model_card import CardContent, render_card, replace_measured_results, variant_card
 from .remote_code_check import check_folder_without_package
+from .space import write_space
 
 MODEL_DIR = Path(__file__).parents[1] / "model"
 # The modules the auto_map names; what they import is found the way `save_pretrained` finds it.
@@ -48,6 +49,10 @@ class PublishArguments:
     revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
     commit_message: str = field(default="Upload Query2Label model", metadata={"help": "Commit message."})
     dry_run: str | None = field(default=None, metadata={"help": "Write the repository folder here; upload nothing."})
+    space: str | None = field(
+        default=None,
+        metadata={"help": "Also build a Gradio Space running the model (its repo id, ORG/NAME); with --dry_run DIR it is written to DIR-space."},
+    )
 
 
 class PublishError(ValueError):
@@ -160,6 +165,8 @@ def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
     (output_dir / "preprocessor_config.json").write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
     for path in code_files():
         shutil.copy2(path, output_dir / path.name)
+    if (model_dir / "figures").is_dir():  # the training run's plots, which its card shows
+        shutil.copytree(model_dir / "figures", output_dir / "figures", dirs_exist_ok=True)
     if report is not None:
         (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2) + "\n")
 
@@ -192,8 +199,9 @@ def push_folder(
     commit_message: str = "Upload Query2Label model",
     token: str | None = None,
     api: HfApi | None = None,
+    repo_type: str = "model",
 ) -> str:
-    """Upload a finished model folder to `repo_id` in exactly one commit (the repository is created if missing);
+    """Upload a finished model (or Space) folder to `repo_id` in exactly one commit (the repository is created if missing);
     returns the repo URL. `upload_folder` may split large folders into several commits, hence `create_commit`."""
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.utils import filter_repo_objects
@@ -205,10 +213,11 @@ def push_folder(
         for name in filter_repo_objects(files, ignore_patterns=HUB_IGNORE_PATTERNS)
     ]
     api = api or HfApi(token=hub_token(token))
-    url = api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+    space_sdk = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    url = api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True, **space_sdk)
     if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision, repo_type="model")
+        api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
+    api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision, repo_type=repo_type)
     return str(url)
 
 
@@ -222,8 +231,17 @@ def publish(args: PublishArguments) -> str:
         from .presets import get_variant
 
         get_variant(args.variant)  # fail before any work on an unknown name
+    if args.space is not None and args.space.count("/") != 1:
+        raise PublishError(f"--space takes the Space's repo id as ORG/NAME, got {args.space!r}.")
     if args.dry_run:
-        return str(assemble_repository(args, Path(args.dry_run)))
+        folder = assemble_repository(args, Path(args.dry_run))
+        if args.space:
+            write_space(args.repo_id, folder.with_name(folder.name + "-space"))
+        return str(folder)
     with tempfile.TemporaryDirectory() as staging:
         folder = assemble_repository(args, Path(staging) / "repo")
-        return upload(args, folder)
+        url = upload(args, folder)
+        if args.space:
+            space = write_space(args.repo_id, Path(staging) / "space")
+            url += " and " + push_folder(space, args.space, args.private, commit_message="Gradio demo", repo_type="space")
+        return url

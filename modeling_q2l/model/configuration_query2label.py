@@ -115,6 +115,12 @@ class Query2LabelConfig(PreTrainedConfig):
             `"query2label"` for the transformer head, or `"global_average_pooling"` for a baseline of our own (the
             same backbone, global average pooling and one linear layer). The saved `auto_map` points
             `AutoModelForImageClassification` at the matching class.
+        label_groups (`int`, *optional*):
+            Group decoding (ML-Decoder, Ridnik et al., 2023) for very many labels: `label_groups` queries instead of
+            one per label, query g decoded into its share of the labels (labels `g * k` to `g * k + k - 1`, with
+            `k = ceil(num_labels / label_groups)`) by a linear layer of its own. The decoder's cost then stays flat
+            as labels grow; `None` (the default) is the paper's model, one query per label. `cross_attentions` are
+            then per group: `query_of_label` maps a label to its group's query.
 
     Loss (Asymmetric Loss, Ben-Baruch et al., 2021):
         asl_gamma_neg (`float`, *optional*, defaults to 2.0):
@@ -181,6 +187,7 @@ class Query2LabelConfig(PreTrainedConfig):
     label_embedding_init_std: float | int = 1.0
 
     classifier_head: str = "query2label"
+    label_groups: int | None = None
     label_thresholds: list | None = None
 
     asl_gamma_neg: float | int = 2.0
@@ -230,11 +237,30 @@ class Query2LabelConfig(PreTrainedConfig):
         auto_map["AutoModelForImageClassification"] = _CLASSIFIER_HEADS[self.classifier_head]
         self.auto_map = auto_map
         super().__post_init__(**kwargs)
+        if self.label_groups is not None and not 1 <= self.label_groups <= self.num_labels:
+            raise ValueError(
+                f"label_groups must lie between 1 and num_labels ({self.num_labels}), got {self.label_groups}; "
+                "None decodes one query per label."
+            )
         if self.label_thresholds is not None and len(self.label_thresholds) != self.num_labels:
             raise ValueError(
                 f"label_thresholds has {len(self.label_thresholds)} values but there are {self.num_labels} labels: "
                 "give one threshold per label, in label-id order."
             )
+
+
+    @property
+    def num_queries(self) -> int:
+        """Decoder queries: one per label, or one per group with `label_groups`."""
+        return self.label_groups or self.num_labels
+
+    @property
+    def labels_per_query(self) -> int:
+        return -(-self.num_labels // self.num_queries)  # ceil
+
+    def query_of_label(self, label: int) -> int:
+        """The decoder query that decodes `label` (itself without groups)."""
+        return label // self.labels_per_query
 
 
 def _ships_the_pipeline():

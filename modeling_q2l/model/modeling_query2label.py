@@ -31,8 +31,9 @@ class Query2LabelModelOutput(ModelOutput):
     Output of [`Query2LabelModel`].
 
     Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_labels, hidden_size)`):
-            The label queries after the last decoder layer and the final LayerNorm: one vector per label.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_queries, hidden_size)`):
+            The label queries after the last decoder layer and the final LayerNorm: one vector per label (per group
+            of labels with `config.label_groups`; `num_queries` is `config.num_queries`).
         encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, height * width, hidden_size)`):
             The encoded feature map (the decoder's memory), flattened row by row.
         feature_map_size (`tuple[int, int]`):
@@ -42,15 +43,15 @@ class Query2LabelModelOutput(ModelOutput):
             hidden_size)`.
         decoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
             The decoder state before the first layer and after each layer (before the final LayerNorm), each
-            `(batch_size, num_labels, hidden_size)`.
+            `(batch_size, num_queries, hidden_size)`.
         encoder_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
             Encoder self-attention maps, one per encoder layer, `(batch_size, heads, height * width, height * width)`.
         decoder_attentions (`tuple(torch.FloatTensor | None)`, *optional*, returned with `output_attentions=True`):
-            Self-attention among the label queries, one entry per decoder layer, `(batch_size, heads, num_labels,
-            num_labels)`, or `None` for layers without self-attention (the official default).
+            Self-attention among the label queries, one entry per decoder layer, `(batch_size, heads, num_queries,
+            num_queries)`, or `None` for layers without self-attention (the official default).
         cross_attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
             Where each label looks: decoder cross-attention maps, one per decoder layer,
-            `(batch_size, heads, num_labels, height, width)`.
+            `(batch_size, heads, num_queries, height, width)`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -75,7 +76,7 @@ class Query2LabelImageClassifierOutput(ModelOutput):
             One independent logit per label (apply a sigmoid for probabilities).
         encoder_hidden_states, decoder_hidden_states, encoder_attentions, decoder_attentions, cross_attentions:
             As in [`Query2LabelModelOutput`] (`None` for the global-average-pooling baseline, which has no
-            transformer). `cross_attentions` are the maps to draw: `(batch_size, heads, num_labels, height, width)`
+            transformer). `cross_attentions` are the maps to draw: `(batch_size, heads, num_queries, height, width)`
             per decoder layer.
     """
 
@@ -182,8 +183,8 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             bound = 1 / math.sqrt(module.weight[0].numel())
             init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, Query2LabelGroupWiseLinear):
-            bound = 1 / math.sqrt(module.weight.shape[1])
+        elif isinstance(module, (Query2LabelGroupWiseLinear, Query2LabelGroupDecodingLinear)):
+            bound = 1 / math.sqrt(module.weight.shape[-1])
             init.uniform_(module.weight, -bound, bound)
             init.uniform_(module.bias, -bound, bound)
 
@@ -548,6 +549,23 @@ class Query2LabelGroupWiseLinear(nn.Module):
         return (hidden_states * self.weight).sum(-1) + self.bias
 
 
+class Query2LabelGroupDecodingLinear(nn.Module):
+    """Group decoding: query g gives the logits of `labels_per_query` labels through a linear layer of its own
+    (ML-Decoder's group fully-connected pooling); logits beyond `num_labels` (padding of the last group) are dropped."""
+
+    def __init__(self, num_labels: int, num_queries: int, hidden_size: int):
+        super().__init__()
+        self.num_labels = num_labels
+        labels_per_query = -(-num_labels // num_queries)
+        self.weight = nn.Parameter(torch.empty(num_queries, labels_per_query, hidden_size))
+        self.bias = nn.Parameter(torch.empty(num_labels))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # (batch, groups, hidden) x (groups, labels_per_query, hidden) -> (batch, groups * labels_per_query)
+        logits = torch.einsum("bgd,gkd->bgk", hidden_states, self.weight).flatten(1)
+        return logits[:, : self.num_labels] + self.bias
+
+
 class Query2LabelModel(Query2LabelPreTrainedModel):
     """The Query2Label body: backbone, optional input projection, transformer encoder and label-query decoder."""
 
@@ -570,7 +588,7 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
         )
         self.encoder = Query2LabelEncoder(config)
         self.decoder = Query2LabelDecoder(config)
-        self.label_embeddings = nn.Embedding(config.num_labels, config.hidden_size)
+        self.label_embeddings = nn.Embedding(config.num_queries, config.hidden_size)  # one query per label or group
         self.post_init()
 
     def forward(
@@ -598,7 +616,7 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
         hidden_states, decoder_hidden_states, decoder_attentions, cross_attentions = self.decoder(
             hidden_states, memory, label_queries, spatial_position, output_attentions, output_hidden_states
         )
-        # (batch, heads, num_labels, height * width) -> (batch, heads, num_labels, height, width)
+        # (batch, heads, num_labels, height * width) -> (batch, heads, num_queries, height, width)
         cross_attentions = tuple(w.unflatten(-1, (height, width)) for w in cross_attentions)
         output = Query2LabelModelOutput(
             last_hidden_state=hidden_states,
@@ -619,7 +637,10 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
     def __init__(self, config: Query2LabelConfig):
         super().__init__(config)
         self.model = Query2LabelModel(config)
-        self.classifier = Query2LabelGroupWiseLinear(config.num_labels, config.hidden_size)
+        if config.label_groups is None:
+            self.classifier = Query2LabelGroupWiseLinear(config.num_labels, config.hidden_size)
+        else:
+            self.classifier = Query2LabelGroupDecodingLinear(config.num_labels, config.num_queries, config.hidden_size)
         self.criterion = AsymmetricLoss.from_config(config)  # no tensors: adaptive asymmetry may move its gamma_neg
         self.post_init()
 
@@ -642,7 +663,7 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
             averaged over the images of that batch, so gradient accumulation gives the gradients of one big batch.
 
         With `output_attentions=True`, `cross_attentions` holds the decoder cross-attention maps, one tensor per
-        decoder layer shaped `(batch_size, heads, num_labels, height, width)`.
+        decoder layer shaped `(batch_size, heads, num_queries, height, width)`.
         """
         outputs = self.model(
             pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states

@@ -140,7 +140,7 @@ class Query2LabelTrainingArguments(TrainingArguments):
     num_train_epochs: float = field(default=6.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
-    learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate of the one-cycle schedule."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate of the one-cycle schedule."})
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
     optim: str = field(
         default="adamw_torch", metadata={"help": "Optimizer (the official recipe: adamw_torch); any of transformers' --optim choices."}

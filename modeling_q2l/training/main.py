@@ -263,6 +263,9 @@ def run(model_args, data_args, training_args):
     )
     report["extra_splits"] = evaluate_extra_splits(trainer, data_args, prepare, processor, encoder, area_thresholds)
     if trainer.is_world_process_zero():
+        report["figures"] = save_figures(
+            Path(training_args.output_dir), final_model, processor, scores, eval_split, encoder, data_args.image_column_name, report
+        )
         save_outputs(trainer, processor, report, model_args, data_args, training_args)
         print(report_to_markdown(report))
         print(f"\nSaved to {training_args.output_dir} ({report['total_runtime_s']} s in all)")
@@ -355,6 +358,28 @@ def push_outputs(training_args, report: dict) -> str:
         commit_message=f"Query2Label trained with scripts/train.py (mAP {100 * report['mAP']:.2f} on {report['eval_split']})",
         token=training_args.hub_token,
     )
+
+
+ATTENTION_FIGURE_IMAGES = 2  # evaluation images whose attention maps the card shows
+
+
+def save_figures(output_dir: Path, model, processor, scores, eval_split, encoder, image_column: str, report) -> dict:
+    """The evaluation plots of the final model and the attention figures of the first evaluation images, in
+    `output_dir/figures` (part of the Hub folder, shown in the card); returns {name: path relative to the folder}."""
+    from ..data.loading import open_image
+    from ..evaluation.attention_figures import explain_image, save_attention_figure
+    from ..evaluation.plots import write_evaluation_plots
+
+    figures_dir = output_dir / "figures"
+    labels = labels_in_model_order(eval_split, encoder, encoder.names)
+    paths = write_evaluation_plots(figures_dir, scores, labels, encoder.names, report, model.config.label_thresholds)
+    if model.config.classifier_head == "query2label":
+        model.eval()
+        for index in range(min(ATTENTION_FIGURE_IMAGES, len(eval_split.dataset))):
+            explained = explain_image(model, processor, open_image(eval_split.dataset[index][image_column]))
+            paths[f"attention_{index}"] = str(figures_dir / f"attention_{index}.png")
+            save_attention_figure(explained, paths[f"attention_{index}"])
+    return {name: str(Path(path).relative_to(output_dir)) for name, path in paths.items()}
 
 
 def save_outputs(trainer, processor, report, model_args, data_args, training_args) -> None:
