@@ -49,6 +49,9 @@ class PublishArguments:
     revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
     commit_message: str = field(default="Upload Query2Label model", metadata={"help": "Commit message."})
     dry_run: str | None = field(default=None, metadata={"help": "Write the repository folder here; upload nothing."})
+    onnx: bool = field(
+        default=False, metadata={"help": "Also export the model to ONNX (model.onnx, checked against PyTorch) into the folder."}
+    )
     space: str | None = field(
         default=None,
         metadata={"help": "Also build a Gradio Space running the model (its repo id, ORG/NAME); with --dry_run DIR it is written to DIR-space."},
@@ -165,6 +168,10 @@ def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
     (output_dir / "preprocessor_config.json").write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
     for path in code_files():
         shutil.copy2(path, output_dir / path.name)
+    if args.onnx:
+        from .onnx_export import export_saved_model
+
+        export_saved_model(model_dir, output_dir / "model.onnx")
     if (model_dir / "figures").is_dir():  # the training run's plots, which its card shows
         shutil.copytree(model_dir / "figures", output_dir / "figures", dirs_exist_ok=True)
     if report is not None:

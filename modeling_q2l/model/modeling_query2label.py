@@ -202,6 +202,9 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
         return image_averaged_loss(self.criterion, logits, labels, num_items_in_batch)
 
 
+_CONVOLUTIONAL_TRANSFORMERS_BACKBONES = ("resnet", "convnext", "convnextv2", "regnet", "bit")
+
+
 class Query2LabelBackbone(Query2LabelPreTrainedModel):
     """The vision backbone (a timm architecture or a transformers model) returning its last feature map, with an
     optional LayerNorm over channels on top (the official CvT backbone ends with one).
@@ -223,6 +226,12 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
             _replace_gelu(self.model, config.backbone_hidden_act)
         # timm networks built whole (features_only=False) are read through forward_features
         self.uses_forward_features = self.is_timm and not (config.backbone_kwargs or {}).get("features_only", True)
+        # oneDNN runs convolutions faster on channels-last (NHWC) tensors; transformer backbones gain nothing
+        self.channels_last_input = config.fast_cpu_inference and (
+            not hasattr(self.model, "patch_embed")
+            if self.is_timm
+            else config.backbone_config.model_type in _CONVOLUTIONAL_TRANSFORMERS_BACKBONES
+        )
         self.output_norm = nn.LayerNorm(self.num_features) if config.backbone_output_layer_norm else None
         if config.freeze_backbone_batch_norm:
             from timm.layers import freeze_batch_norm_2d
@@ -267,6 +276,8 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
                 module.register_buffer(name, fresh.to(device=current.device), persistent=False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if _fast_cpu_inference(pixel_values, self.channels_last_input):
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.is_timm and self.gradient_checkpointing != self._timm_checkpointing:
             self.model.set_grad_checkpointing(self.gradient_checkpointing)
             self._timm_checkpointing = self.gradient_checkpointing
@@ -336,6 +347,37 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def _fast_cpu_inference(tensor: torch.Tensor, enabled: bool) -> bool:
+    """Float32 inference on CPU, outside tracing and compilation: where the fast CPU kernels apply."""
+    return (
+        enabled
+        and tensor.device.type == "cpu"
+        and tensor.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+        and not torch.jit.is_tracing()
+    )
+
+
+class Query2LabelLinear(nn.Linear):
+    """`nn.Linear` (same parameters) whose float32 CPU inference runs on oneDNN instead of the BLAS behind
+    `torch.nn.functional.linear`: 2.4x faster for the head's 2048-wide layers on the benchmark machine (MKL takes a
+    slower path on AMD CPUs). The result is the same up to float32 rounding. `config.fast_cpu_inference=False` turns
+    it off."""
+
+    def __init__(self, in_features: int, out_features: int, fast_cpu_inference: bool = True):
+        super().__init__(in_features, out_features)
+        self.fast_cpu_inference = fast_cpu_inference and torch.backends.mkldnn.is_available()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not _fast_cpu_inference(hidden_states, self.fast_cpu_inference) or self.weight.dtype != torch.float32:
+            return super().forward(hidden_states)
+        flat = hidden_states.reshape(-1, self.in_features).contiguous()  # oneDNN's linear takes 2-D inputs
+        output = torch._C._nn.mkldnn_linear(flat.to_mkldnn(), self.weight, self.bias).to_dense()
+        return output.view(*hidden_states.shape[:-1], self.out_features)
+
+
 class Query2LabelAttention(nn.Module):
     """Multi-head attention. Positional encodings are added by the caller to queries and keys, never to values."""
 
@@ -347,10 +389,11 @@ class Query2LabelAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         self.is_causal = False
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        fast = config.fast_cpu_inference
+        self.q_proj = Query2LabelLinear(config.hidden_size, config.hidden_size, fast)
+        self.k_proj = Query2LabelLinear(config.hidden_size, config.hidden_size, fast)
+        self.v_proj = Query2LabelLinear(config.hidden_size, config.hidden_size, fast)
+        self.o_proj = Query2LabelLinear(config.hidden_size, config.hidden_size, fast)
 
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, output_attentions: bool = False
@@ -382,8 +425,8 @@ class Query2LabelFeedForward(nn.Module):
 
     def __init__(self, config: Query2LabelConfig):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fc1 = Query2LabelLinear(config.hidden_size, config.intermediate_size, config.fast_cpu_inference)
+        self.fc2 = Query2LabelLinear(config.intermediate_size, config.hidden_size, config.fast_cpu_inference)
         self.activation_fn = ACT2FN[config.activation_function]
         self.dropout = nn.Dropout(config.dropout)
 
@@ -603,7 +646,17 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        features = self.input_projection(self.backbone(pixel_values))  # (batch, hidden, height, width)
+        return self.decode(self.backbone(pixel_values), output_attentions, output_hidden_states, return_dict)
+
+    def decode(
+        self,
+        backbone_features: torch.Tensor,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool | None = None,
+    ) -> Query2LabelModelOutput | tuple:
+        """The head alone: label queries decoded from a backbone feature map `(batch, channels, height, width)`."""
+        features = self.input_projection(backbone_features)  # (batch, hidden, height, width)
         batch_size, _, height, width = features.shape
         memory = features.flatten(2).transpose(1, 2)  # (batch, height * width, hidden)
         spatial_position = self.position_embedding(height, width, memory.device, memory.dtype)

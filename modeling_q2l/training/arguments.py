@@ -52,6 +52,9 @@ class ModelArguments:
     hidden_size: int = field(default=256, metadata={"help": "Transformer width."})
     encoder_layers: int = field(default=1, metadata={"help": "Transformer encoder layers."})
     decoder_layers: int = field(default=2, metadata={"help": "Transformer decoder layers."})
+    label_groups: int | None = field(
+        default=None, metadata={"help": "Group decoding: this many decoder queries, each decoding its share of the labels."}
+    )
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads."})
     intermediate_size: int = field(default=1024, metadata={"help": "Feed-forward width."})
     dropout: float = field(default=0.1, metadata={"help": "Transformer dropout."})

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 # `ModelArguments` fields that are `Query2LabelConfig` fields of the same name and meaning
 CONFIG_FIELDS_OF_MODEL_ARGUMENTS = (
     "backbone", "image_size", "classifier_head", "hidden_size", "encoder_layers", "decoder_layers",
-    "num_attention_heads", "intermediate_size", "dropout", "pre_norm",
+    "num_attention_heads", "intermediate_size", "dropout", "pre_norm", "label_groups",
 )  # fmt: skip
 
 

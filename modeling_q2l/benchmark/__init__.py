@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory of our model against the authors' code, label scaling, exported runtimes."""

@@ -1,0 +1,317 @@
+"""The benchmark suite behind `scripts/benchmark.py`: inference latency and throughput (batch 1 and N), a training
+step's throughput and peak memory, the backbone / head split, the label-scaling sweep (with and without group
+decoding) and a side-by-side run against the authors' model. Every number is a median of `repeats` timed runs after
+`warmup` untimed ones; comparisons alternate the two models run by run, so both see the same machine state.
+"""
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..hub.presets import VARIANTS, variant_config
+from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# The demo configuration of the main job (scripts/train.py's defaults), for quick runs.
+DEMO = dict(
+    backbone="tf_efficientnet_lite0", num_labels=10, image_size=128, hidden_size=256, use_input_projection=True,
+    intermediate_size=1024,
+)  # fmt: skip
+
+
+@dataclass
+class SuiteArguments:
+    variant: str = field(
+        default="Q2L-R101-448",
+        metadata={"help": f"A paper variant ({', '.join(VARIANTS)}), `demo`, or a folder holding a Query2Label config.json."},
+    )
+    backbone: str | None = field(default=None, metadata={"help": "Another timm backbone (default: the variant's)."})
+    image_size: int | None = field(default=None, metadata={"help": "Input resolution (default: the variant's)."})
+    num_labels: int | None = field(default=None, metadata={"help": "Labels (default: the variant's, 80)."})
+    label_groups: int | None = field(default=None, metadata={"help": "Group decoding with this many queries."})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 4], metadata={"help": "Inference batch sizes."})
+    train_batch_size: int = field(default=2, metadata={"help": "Batch of the training step (0 skips it)."})
+    dtype: str = field(default="float32", metadata={"help": "Weights and inputs: float32, float16 or bfloat16."})
+    autocast: str | None = field(
+        default=None, metadata={"help": "Mixed precision over float32 weights: float16 or bfloat16 (torch.autocast)."}
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, ..."})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)."})
+    repeats: int = field(default=5, metadata={"help": "Timed runs per measurement (the median is reported)."})
+    warmup: int = field(default=2, metadata={"help": "Untimed runs before each measurement."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model (inference)."})
+    compare_official: str | None = field(
+        default=None, metadata={"help": "Local copy of the authors' repository: run their model side by side."}
+    )
+    label_sweep: list[int] = field(
+        default_factory=list, metadata={"help": "Label counts of the head-time sweep, e.g. 80 1000 9605."}
+    )
+    sweep_groups: int | None = field(default=None, metadata={"help": "Also sweep with group decoding (G queries)."})
+    onnx: str | None = field(
+        default=None, metadata={"help": "An ONNX export of this configuration (scripts/export_onnx.py): time onnxruntime too."}
+    )
+    output: str | None = field(default=None, metadata={"help": "Write the results as JSON here."})
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, repeats: int, warmup: int, device: torch.device) -> list[float]:
+    """Seconds of each of `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        function()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def alternating(functions: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each named function, run in turn (a, b, a, b, ...) so that both see the same machine state."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            synchronize(device)
+            start = time.perf_counter()
+            function()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def build_config(args: SuiteArguments, **overrides) -> Query2LabelConfig:
+    settings = {"label_groups": args.label_groups}
+    if args.image_size:
+        settings["image_size"] = args.image_size
+    if args.num_labels:
+        settings["num_labels"] = args.num_labels
+    if args.backbone:
+        settings["backbone"] = args.backbone
+    settings.update(overrides)
+    if args.variant == "demo":
+        return Query2LabelConfig(**{**DEMO, **settings})
+    if Path(args.variant, "config.json").is_file():
+        saved = Query2LabelConfig.from_pretrained(args.variant).to_dict()
+        if "num_labels" in settings:  # the label names and thresholds follow the new label count
+            for key in ("id2label", "label2id", "label_thresholds"):
+                saved.pop(key, None)
+        return Query2LabelConfig(**{**saved, **settings})
+    return variant_config(args.variant, **settings)
+
+
+def autocast_context(args: SuiteArguments, device: torch.device):
+    if args.autocast is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=DTYPES[args.autocast])
+
+
+def build_model(config: Query2LabelConfig, args: SuiteArguments, seed: int = 0):
+    torch.manual_seed(seed)
+    model = Query2LabelForMultiLabelClassification(config).eval()
+    return model.to(args.device, DTYPES[args.dtype])
+
+
+def inference_timings(model, args: SuiteArguments, image_size: int) -> dict:
+    """Latency (s per batch) and throughput (images/s) of each batch size; backbone and head times at the largest."""
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype]
+    forward = torch.compile(model) if args.compile else model
+    results = {}
+    for batch in args.batch_sizes:
+        pixels = torch.randn(batch, 3, image_size, image_size, device=device, dtype=dtype)
+        with torch.inference_mode(), autocast_context(args, device):
+            seconds = statistics.median(timed(lambda: forward(pixel_values=pixels), args.repeats, args.warmup, device))
+        results[f"batch_{batch}"] = {"latency_s": seconds, "images_per_s": batch / seconds}
+    batch = max(args.batch_sizes)
+    pixels = torch.randn(batch, 3, image_size, image_size, device=device, dtype=dtype)
+    with torch.inference_mode(), autocast_context(args, device):
+        features = model.model.backbone(pixels)
+        backbone = statistics.median(timed(lambda: model.model.backbone(pixels), args.repeats, args.warmup, device))
+        head = statistics.median(timed(lambda: head_forward(model, features), args.repeats, args.warmup, device))
+    results["split"] = {"batch": batch, "backbone_s": backbone, "head_s": head, "head_share": head / (backbone + head)}
+    return results
+
+
+def head_forward(model, features: torch.Tensor) -> torch.Tensor:
+    """The Q2L head alone (input projection, encoder, decoder, classifier) on a backbone feature map."""
+    return model.classifier(model.model.decode(features).last_hidden_state)
+
+
+def training_step(model, args: SuiteArguments, image_size: int) -> dict:
+    """Throughput of forward, backward and AdamW step, and the peak memory: on CUDA the allocator's peak during the
+    steps, on CPU the process's peak resident memory so far (measure training first for a meaningful number)."""
+    device = torch.device(args.device)
+    batch = args.train_batch_size
+    pixels = torch.randn(batch, 3, image_size, image_size, device=device, dtype=DTYPES[args.dtype])
+    labels = (torch.rand(batch, model.config.num_labels, device=device) < 0.1).to(pixels.dtype)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.autocast == "float16")
+
+    def step():
+        with autocast_context(args, device):
+            loss = model(pixel_values=pixels, labels=labels).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = statistics.median(timed(step, args.repeats, args.warmup, device))
+    model.eval()
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+    return {"batch": batch, "step_s": seconds, "images_per_s": batch / seconds, "peak_memory_mib": peak, "peak_memory_kind": kind}
+
+
+def onnxruntime_timings(path: str, args: SuiteArguments, image_size: int) -> dict:
+    """Latency and throughput of onnxruntime (CPU) on the ONNX file at each batch size."""
+    import numpy as np
+
+    from ..hub.onnx_export import onnx_session
+
+    session = onnx_session(path, args.threads or torch.get_num_threads())
+    results = {}
+    for batch in args.batch_sizes:
+        pixels = np.random.default_rng(0).standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
+        times = timed(lambda: session.run(["logits"], {"pixel_values": pixels}), args.repeats, args.warmup, torch.device("cpu"))
+        seconds = statistics.median(times)
+        results[f"batch_{batch}"] = {"latency_s": seconds, "images_per_s": batch / seconds}
+    return results
+
+
+def label_sweep(args: SuiteArguments, image_size: int) -> dict:
+    """Head time (backbone features given) at each label count, one query per label and with `sweep_groups`."""
+    device = torch.device(args.device)
+    batch = max(args.batch_sizes)
+    results = {}
+    for groups in [None] + ([args.sweep_groups] if args.sweep_groups else []):
+        rows = []
+        for num_labels in args.label_sweep:
+            config = build_config(args, num_labels=num_labels, label_groups=groups if groups and groups <= num_labels else None)
+            model = build_model(config, args)
+            with torch.inference_mode(), autocast_context(args, device):
+                features = model.model.backbone(
+                    torch.randn(batch, 3, image_size, image_size, device=device, dtype=DTYPES[args.dtype])
+                )
+                seconds = statistics.median(timed(lambda: head_forward(model, features), args.repeats, args.warmup, device))
+            rows.append({"num_labels": num_labels, "label_groups": config.label_groups, "head_s": seconds})
+            del model
+        for row in rows:
+            row["ratio_to_first"] = row["head_s"] / rows[0]["head_s"]
+        results["groups" if groups else "one_query_per_label"] = rows
+    return results
+
+
+def compare_with_official(args: SuiteArguments) -> dict:
+    """The authors' model and ours on the same converted weights, alternating run by run: latency of each, the
+    ratio (official / ours: above 1 means ours is faster) and the largest logit difference."""
+    from .official import build_official_model, ours_on_their_weights
+
+    if args.variant not in VARIANTS:
+        raise ValueError(f"--compare_official needs a paper variant, got {args.variant!r}.")
+    official_args = VARIANTS[args.variant].official_args()
+    if args.image_size:
+        official_args["img_size"] = args.image_size
+    device = torch.device(args.device)
+    official = build_official_model(args.compare_official, official_args).to(device, DTYPES[args.dtype])
+    ours = ours_on_their_weights(official, official_args).to(device, DTYPES[args.dtype])
+    results = {}
+    for batch in args.batch_sizes:
+        pixels = torch.randn(batch, 3, official_args["img_size"], official_args["img_size"], device=device, dtype=DTYPES[args.dtype])
+        with torch.inference_mode(), autocast_context(args, device):
+            difference = (official(pixels).float() - ours(pixel_values=pixels).logits.float()).abs().max().item()
+            times = alternating(
+                {"official": lambda: official(pixels), "ours": lambda: ours(pixel_values=pixels)},
+                args.repeats, args.warmup, device,
+            )  # fmt: skip
+        official_s, ours_s = statistics.median(times["official"]), statistics.median(times["ours"])
+        results[f"batch_{batch}"] = {
+            "official_s": official_s, "ours_s": ours_s, "speedup": official_s / ours_s, "max_abs_logit_difference": difference,
+        }  # fmt: skip
+    return results
+
+
+def run_suite(args: SuiteArguments) -> dict:
+    if args.dtype not in DTYPES or (args.autocast is not None and args.autocast not in ("float16", "bfloat16")):
+        raise ValueError(f"--dtype must be one of {sorted(DTYPES)} and --autocast float16 or bfloat16.")
+    if args.autocast is not None and args.dtype != "float32":
+        raise ValueError("--autocast runs over float32 weights: leave --dtype at float32.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = build_config(args)
+    image_size = config.image_size
+    results = {
+        "variant": args.variant,
+        "image_size": image_size,
+        "num_labels": config.num_labels,
+        "label_groups": config.label_groups,
+        "dtype": args.dtype,
+        "autocast": args.autocast,
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+    }
+    model = build_model(config, args)
+    if args.train_batch_size:
+        results["training"] = training_step(model, args, image_size)
+    results["inference"] = inference_timings(model, args, image_size)
+    del model
+    if args.onnx:
+        results["onnxruntime"] = onnxruntime_timings(args.onnx, args, image_size)
+    if args.label_sweep:
+        results["label_sweep"] = label_sweep(args, image_size)
+    if args.compare_official:
+        results["official"] = compare_with_official(args)
+    return results
+
+
+def results_markdown(results: dict) -> str:
+    """The suite's results as Markdown tables."""
+    lines = [
+        f"{results['variant']}, {results['image_size']} px, {results['num_labels']} labels"
+        + (f" in {results['label_groups']} groups" if results["label_groups"] else "")
+        + f", {results['dtype']}" + (f" with {results['autocast']} autocast" if results["autocast"] else "")
+        + f", {results['device_name']}, {results['torch_threads']} threads, torch {results['torch']}, medians of {results['repeats']} runs",
+        "",
+        "| measurement | value |",
+        "| --- | --- |",
+    ]
+    for name, row in results["inference"].items():
+        if name.startswith("batch_"):
+            lines.append(f"| inference, batch {name[6:]}: latency (s) / throughput (images/s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} |")
+    for name, row in results.get("onnxruntime", {}).items():
+        lines.append(f"| onnxruntime (CPU), batch {name[6:]}: latency (s) / throughput (images/s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} |")
+    split = results["inference"]["split"]
+    lines.append(f"| batch {split['batch']}: backbone (s) / head (s) / head share | {split['backbone_s']:.4g} / {split['head_s']:.4g} / {split['head_share']:.1%} |")
+    if "training" in results:
+        train = results["training"]
+        lines.append(f"| training step, batch {train['batch']}: s / images/s / peak memory (MiB, {train['peak_memory_kind']}) | {train['step_s']:.4g} / {train['images_per_s']:.4g} / {train['peak_memory_mib']:.0f} |")
+    for name, row in results.get("official", {}).items():
+        lines.append(
+            f"| authors' model vs ours, batch {name[6:]}: official s / ours s / speed-up / max abs logit difference | "
+            f"{row['official_s']:.4g} / {row['ours_s']:.4g} / {row['speedup']:.3f}x / {row['max_abs_logit_difference']:.2g} |"
+        )
+    for kind, rows in results.get("label_sweep", {}).items():
+        for row in rows:
+            groups = f", {row['label_groups']} groups" if row["label_groups"] else ", one query per label"
+            lines.append(f"| head time at {row['num_labels']} labels{groups}: s / ratio to {rows[0]['num_labels']} | {row['head_s']:.4g} / {row['ratio_to_first']:.2f}x |")
+    return "\n".join(lines)
