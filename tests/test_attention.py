@@ -218,3 +218,37 @@ def test_visualize_attention_script(saved_fashion_model, tmp_path):
     assert [Path(path).name for path in written] == ["0000_mosaic0_attention.png", "0001_mosaic1_attention.png"]
     with Image.open(written[0]) as figure:
         assert figure.height > 5 * 250  # the mean over heads, then a row per head (4)
+
+
+def test_the_training_run_saves_its_figures_and_its_card_shows_them(tmp_path):
+    from conftest import tiny_training_argv
+    from huggingface_hub import ModelCard
+
+    from modeling_q2l.training.main import main
+
+    report = main(tiny_training_argv(tmp_path / "run"))
+    expected = {"precision_recall", "ap_per_label", "f1_threshold", "map_by_size", "attention_0", "attention_1"}
+    assert set(report["figures"]) == expected
+    card = ModelCard.load(tmp_path / "run" / "README.md").text
+    for name, path in report["figures"].items():
+        assert (tmp_path / "run" / path).is_file() and f"]({path})" in card
+
+
+def test_the_demo_cards_figures_are_in_the_repository():
+    import re
+
+    card = (REPO / "model_cards" / "Q2L-fashion-mnist-mosaic-demo.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", card)
+    assert len(links) >= 6
+    for link in links:
+        assert (REPO / "model_cards" / link).is_file(), link
+
+
+def test_the_readmes_figure_and_screenshot_are_in_the_repository():
+    import re
+
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (REPO / "README.md").read_text())
+    assert "docs/images/attention_stride16.png" in links and "docs/images/demo_app.png" in links
+    for link in links:
+        with Image.open(REPO / link) as image:
+            assert image.width >= 600

@@ -58,8 +58,9 @@ def test_the_app_answers_as_the_pipeline_does(demo_model):
             assert kept == pytest.approx(pipeline_answer(demo_model, image_path))
             assert picture.size == image.size and selected in NAMES
             assert selected == max(kept, key=kept.get) if kept else True
-            one_threshold, _, _ = classify(model, processor, image, False, 0.55, "garment 3")
+            one_threshold, rolled, chosen = classify(model, processor, image, False, 0.55, "garment 3", through_encoder=True)
             assert one_threshold == pytest.approx(pipeline_answer(demo_model, image_path, threshold=0.55))
+            assert chosen == "garment 3" and rolled.size == image.size
     first, _, _ = classify(model, processor, Image.open(demo_model / "image0.png"), True, 0.5, None)
     assert sorted(first) == sorted(NAMES[0::2])  # the fitted thresholds decide, not 0.5
     with pytest.raises(ValueError, match="Upload an image"):
@@ -100,7 +101,7 @@ def test_gradio_client_calls_the_app(demo_model, served_app):
 
     client = Client(served_app, verbose=False)
     image_path = demo_model / "image0.png"
-    labels, overlay, selected = client.predict(handle_file(str(image_path)), True, 0.5, None, api_name="/predict")
+    labels, overlay, selected = client.predict(handle_file(str(image_path)), True, 0.5, None, False, api_name="/predict")
     answer = {row["label"]: row["confidence"] for row in labels["confidences"]}
     assert answer == pytest.approx(pipeline_answer(demo_model, image_path), abs=1e-6)
     assert sorted(answer) == sorted(NAMES[0::2])

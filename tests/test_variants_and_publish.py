@@ -200,3 +200,22 @@ def test_a_training_card_gets_the_results_of_evaluate(model_dir, tmp_path):
     assert [r.metric_value for r in published.data.eval_results if r.metric_type == "mAP"] == [50.0]
     assert "Recipe text." in published.text and "| 50.00 |" in published.text and "11.00" not in published.text
     assert 'model="me/demo"' in published.text
+
+
+def test_a_card_compares_with_a_baseline_and_keeps_the_figures(model_dir, tmp_path):
+    folder = tmp_path / "trained"
+    shutil.copytree(model_dir, folder)
+    own = {**json.loads((model_dir / "eval.json").read_text()), "mAP_small": 0.3, "mAP_medium": 0.5, "mAP_large": 0.6,
+           "extra_splits": {"out_of_layout": {"mAP": 0.45}}}  # fmt: skip
+    (folder / "eval_results.json").write_text(json.dumps(own))
+    (folder / "figures").mkdir()
+    (folder / "figures" / "precision_recall.png").write_bytes(b"png")
+    baseline = {"mAP": 0.4, "mAP_small": 0.2, "mAP_medium": 0.45, "mAP_large": 0.6, "extra_splits": {"out_of_layout": {"mAP": 0.42}}}
+    (tmp_path / "baseline.json").write_text(json.dumps(baseline))
+    out = Path(publish(PublishArguments(model=str(folder), repo_id="me/demo", baseline_results=str(tmp_path / "baseline.json"), dry_run=str(tmp_path / "repo"))))
+    text = ModelCard.load(out / "README.md").text
+    assert "## Compared with the global-average-pooling baseline" in text
+    assert "| evaluation split: mAP | 50.00 | 40.00 | +10.00 |" in text
+    assert "| evaluation split: mAP_small | 30.00 | 20.00 | +10.00 |" in text and "| out_of_layout: mAP | 45.00 | 42.00 | +3.00 |" in text
+    assert text.index("## Compared with") < text.index("## Limitations")
+    assert (out / "figures" / "precision_recall.png").read_bytes() == b"png"

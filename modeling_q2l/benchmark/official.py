@@ -99,9 +99,11 @@ def calibrate_batch_norms(model: torch.nn.Module, pixels: torch.Tensor) -> None:
             handle.remove()
 
 
-def ours_on_their_weights(official: torch.nn.Module, official_args: dict) -> Query2LabelForMultiLabelClassification:
+def ours_on_their_weights(official: torch.nn.Module, official_args: dict, **config_overrides) -> Query2LabelForMultiLabelClassification:
     """Our model with the official model's weights, through the converter that converts released checkpoints."""
     config = config_from_official_args(official_args)
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
     model = Query2LabelForMultiLabelClassification(config)
     load_into_model(model, convert_official_state_dict(official.state_dict(), official_args["backbone"], model))
     return model.eval()

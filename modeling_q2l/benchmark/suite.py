@@ -44,6 +44,9 @@ class SuiteArguments:
     repeats: int = field(default=5, metadata={"help": "Timed runs per measurement (the median is reported)."})
     warmup: int = field(default=2, metadata={"help": "Untimed runs before each measurement."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model (inference)."})
+    fast_cpu_inference: bool = field(
+        default=True, metadata={"help": "The model's fast CPU kernels (config.fast_cpu_inference); false for PyTorch's defaults."}
+    )
     compare_official: str | None = field(
         default=None, metadata={"help": "Local copy of the authors' repository: run their model side by side."}
     )
@@ -93,7 +96,7 @@ def alternating(functions: dict, repeats: int, warmup: int, device: torch.device
 
 
 def build_config(args: SuiteArguments, **overrides) -> Query2LabelConfig:
-    settings = {"label_groups": args.label_groups}
+    settings = {"label_groups": args.label_groups, "fast_cpu_inference": args.fast_cpu_inference}
     if args.image_size:
         settings["image_size"] = args.image_size
     if args.num_labels:
@@ -231,7 +234,8 @@ def compare_with_official(args: SuiteArguments) -> dict:
         official_args["img_size"] = args.image_size
     device = torch.device(args.device)
     official = build_official_model(args.compare_official, official_args).to(device, DTYPES[args.dtype])
-    ours = ours_on_their_weights(official, official_args).to(device, DTYPES[args.dtype])
+    ours = ours_on_their_weights(official, official_args, fast_cpu_inference=args.fast_cpu_inference)
+    ours = ours.to(device, DTYPES[args.dtype])
     results = {}
     for batch in args.batch_sizes:
         pixels = torch.randn(batch, 3, official_args["img_size"], official_args["img_size"], device=device, dtype=DTYPES[args.dtype])
@@ -269,6 +273,7 @@ def run_suite(args: SuiteArguments) -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "fast_cpu_inference": args.fast_cpu_inference,
     }
     model = build_model(config, args)
     if args.train_batch_size:
@@ -290,6 +295,7 @@ def results_markdown(results: dict) -> str:
         f"{results['variant']}, {results['image_size']} px, {results['num_labels']} labels"
         + (f" in {results['label_groups']} groups" if results["label_groups"] else "")
         + f", {results['dtype']}" + (f" with {results['autocast']} autocast" if results["autocast"] else "")
+        + ("" if results.get("fast_cpu_inference", True) else ", fast CPU inference off")
         + f", {results['device_name']}, {results['torch_threads']} threads, torch {results['torch']}, medians of {results['repeats']} runs",
         "",
         "| measurement | value |",

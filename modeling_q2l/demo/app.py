@@ -17,11 +17,21 @@ logger = logging.getLogger(__name__)
 TITLE = "Query2Label: multi-label image classification"
 
 
-def classify(model, processor, image, use_fitted_thresholds: bool, threshold: float, selected_label: str | None):
-    """(labels with scores at or above their thresholds, the overlay of the selected label, the label choices)."""
+def classify(
+    model,
+    processor,
+    image,
+    use_fitted_thresholds: bool,
+    threshold: float,
+    selected_label: str | None,
+    through_encoder: bool = False,
+):
+    """(labels with scores at or above their thresholds, the overlay of the selected label, that label)."""
     if image is None:
         raise ValueError("Upload an image first.")
-    explained = explain_image(model, processor, image, threshold=None if use_fitted_thresholds else threshold)
+    explained = explain_image(
+        model, processor, image, threshold=None if use_fitted_thresholds else threshold, through_encoder=through_encoder
+    )
     kept = {
         explained.label_names[i]: float(explained.scores[i])
         for i in explained.shown
@@ -40,9 +50,9 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     fitted = getattr(model.config, "label_thresholds", None) is not None
 
-    def on_submit(image, use_fitted, threshold, selected_label):
+    def on_submit(image, use_fitted, threshold, selected_label, through_encoder):
         try:
-            kept, picture, label = classify(model, processor, image, use_fitted, threshold, selected_label)
+            kept, picture, label = classify(model, processor, image, use_fitted, threshold, selected_label, through_encoder)
         except ValueError as error:
             raise gr.Error(str(error)) from None
         return kept, picture, label
@@ -61,12 +71,14 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
                 )
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="One threshold for every label (when unticked)")
                 selected = gr.Dropdown(names, value=None, label="Attention of label (default: the best)")
+                rollout = gr.Checkbox(value=False, label="Carry the map back through the encoder (attention rollout)")
                 submit = gr.Button("Submit", variant="primary")
             with gr.Column():
                 labels = gr.Label(label="Labels above threshold", num_top_classes=len(names))
                 attention = gr.Image(type="pil", label="Attention of the selected label")
-        inputs = [image, use_fitted, threshold, selected]
+        inputs = [image, use_fitted, threshold, selected, rollout]
         outputs = [labels, attention, selected]
         submit.click(on_submit, inputs, outputs, api_name="predict")
         selected.input(on_submit, inputs, outputs, api_name=False)  # a user's choice, not the app's own update
+        rollout.input(on_submit, inputs, outputs, api_name=False)
     return demo

@@ -44,15 +44,17 @@ def explain_image(
     threshold: float | None = None,
     layer: int = -1,
     per_head: bool = False,
+    through_encoder: bool = False,
 ) -> ImageAttention:
     """Scores and attention maps of one image; the labels shown are those at or above their threshold plus `labels`
-    (names), best first; with none of either, the best-scoring label."""
+    (names), best first; with none of either, the best-scoring label. `through_encoder` rolls the maps back
+    through the encoder's self-attention (see `attention_maps.rollout_through_encoder`)."""
     image = to_rgb(image)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     requested = label_indices(names, labels)
     pixels = processor(images=image, return_tensors="pt")["pixel_values"].to(next(model.parameters()).device, model.dtype)
     size = (image.height, image.width)
-    attention = label_attention_maps(model, pixels, layer=layer, per_head=per_head)
+    attention = label_attention_maps(model, pixels, layer=layer, per_head=per_head, through_encoder=through_encoder)
     head_maps = upsample_maps(attention.maps[0], size).cpu().numpy() if per_head else None
     mean_maps = attention.maps[0].mean(dim=0) if per_head else attention.maps[0]  # the mean over heads
     scores = attention.scores[0].cpu().numpy()
@@ -78,7 +80,7 @@ def panel_title(explained: ImageAttention, index: int) -> str:
     return f"{name}: {score:.2f}{below}"
 
 
-def attention_figure(explained: ImageAttention, layer: int = -1):
+def attention_figure(explained: ImageAttention, layer: int = -1, through_encoder: bool = False):
     """A matplotlib figure: the image, then one overlay per shown label (title: label and score); with per-head
     maps, one more row per head."""
     from .plots import pyplot
@@ -98,15 +100,16 @@ def attention_figure(explained: ImageAttention, layer: int = -1):
             axes[1 + head, column].imshow(overlay(explained.image, explained.head_maps[head, index]))
             axes[1 + head, column].set_title(f"head {head}", fontsize=9)
     layer_name = "last decoder layer" if layer == -1 else f"decoder layer {layer}"
-    figure.suptitle(f"Cross-attention of each label's query ({layer_name}, mean over heads)", fontsize=11)
+    rollout = ", rolled out through the encoder" if through_encoder else ""
+    figure.suptitle(f"Cross-attention of each label's query ({layer_name}, mean over heads{rollout})", fontsize=11)
     figure.tight_layout()
     return figure
 
 
-def save_attention_figure(explained: ImageAttention, path, layer: int = -1) -> None:
+def save_attention_figure(explained: ImageAttention, path, layer: int = -1, through_encoder: bool = False) -> None:
     from .plots import pyplot
 
-    figure = attention_figure(explained, layer)
+    figure = attention_figure(explained, layer, through_encoder)
     figure.savefig(path, dpi=110)
     pyplot().close(figure)
 
@@ -118,6 +121,9 @@ class VisualizeArguments:
     labels: list[str] = field(default_factory=list, metadata={"help": "Labels to draw besides the predicted ones."})
     layer: int = field(default=-1, metadata={"help": "Decoder layer whose cross-attention is drawn (-1: the last)."})
     per_head: bool = field(default=False, metadata={"help": "Add one row of panels per attention head."})
+    through_encoder: bool = field(
+        default=False, metadata={"help": "Carry the maps back through the encoder's self-attention (rollout)."}
+    )
     threshold: float | None = field(
         default=None, metadata={"help": "One threshold for every label (default: the model's per-label thresholds)."}
     )
@@ -142,8 +148,10 @@ def run_visualization(args: VisualizeArguments, inputs: list[str], stderr) -> tu
             stderr.write(f"error: {error}\n")
             failures += 1
             continue
-        explained = explain_image(model, processor, image, args.labels, args.threshold, args.layer, args.per_head)
+        explained = explain_image(
+            model, processor, image, args.labels, args.threshold, args.layer, args.per_head, args.through_encoder
+        )
         target = output_dir / f"{number:04d}_{Path(path).stem}_attention.png"
-        save_attention_figure(explained, target, args.layer)
+        save_attention_figure(explained, target, args.layer, args.through_encoder)
         written.append(str(target))
     return written, int(failures > 0)

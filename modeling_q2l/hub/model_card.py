@@ -160,6 +160,34 @@ def _paper_section(content: CardContent) -> str:
     )
 
 
+def comparison_section(report: dict, other: dict, other_name: str) -> str:
+    """A `## Compared with ...` section: this model's mAP against another run's (e.g. a baseline trained under the same
+    budget), on the evaluation split, each extra split and by object size, from the two runs' reports."""
+    rows = [("evaluation split: mAP", report.get("mAP"), other.get("mAP"))]
+    for key in ("mAP_small", "mAP_medium", "mAP_large"):
+        if report.get(key) is not None and other.get(key) is not None:
+            rows.append((f"evaluation split: {key}", report[key], other[key]))
+    for split, row in (report.get("extra_splits") or {}).items():
+        theirs = (other.get("extra_splits") or {}).get(split)
+        if theirs:
+            rows.append((f"{split}: mAP", row["mAP"], theirs["mAP"]))
+    table = "\n".join(f"| {name} | {100 * ours:.2f} | {100 * theirs:.2f} | {100 * (ours - theirs):+.2f} |" for name, ours, theirs in rows)
+    return (
+        f"## Compared with the {other_name}\n\nBoth measured with this package on the same data (values in percent).\n\n"
+        f"| measurement | this model | {other_name} | difference |\n| --- | --- | --- | --- |\n{table}\n\n"
+    )
+
+
+def add_comparison(card: ModelCard, report: dict, other: dict, other_name: str) -> ModelCard:
+    """The card with a comparison section (see `comparison_section`) before its limitations."""
+    text = card.text
+    position = text.find("## Limitations")
+    if position < 0:
+        raise ValueError("The card has no `## Limitations` section to put the comparison before.")
+    card.text = text[:position] + comparison_section(report, other, other_name) + text[position:]
+    return card
+
+
 def replace_measured_results(card: ModelCard, report: dict, measured_on: str | None) -> ModelCard:
     """The same card with its measured results (metadata and the `## Results` section) taken from `report`.
 

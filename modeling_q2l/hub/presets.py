@@ -82,7 +82,11 @@ def variant_config(name: str, **overrides) -> Query2LabelConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"Query2LabelConfig has no field {unknown[0]!r}.")
-    return Query2LabelConfig(**{**PRESETS[name], **overrides})
+    preset = dict(PRESETS[name])
+    if "num_labels" in overrides and "id2label" not in overrides:  # the preset's COCO names no longer fit
+        preset.pop("id2label", None)
+        preset.pop("label2id", None)
+    return Query2LabelConfig(**{**preset, **overrides})
 
 
 def check_official_args_match(name: str, args: dict) -> None:

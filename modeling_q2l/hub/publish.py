@@ -17,7 +17,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, get_token
 
 from ..model.configuration_query2label import QUERY2LABEL_AUTO_MAP
-from .model_card import CardContent, render_card, replace_measured_results, variant_card
+from .model_card import CardContent, add_comparison, render_card, replace_measured_results, variant_card
 from .remote_code_check import check_folder_without_package
 from .space import write_space
 
@@ -49,6 +49,13 @@ class PublishArguments:
     revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
     commit_message: str = field(default="Upload Query2Label model", metadata={"help": "Commit message."})
     dry_run: str | None = field(default=None, metadata={"help": "Write the repository folder here; upload nothing."})
+    baseline_results: str | None = field(
+        default=None,
+        metadata={"help": "Another run's eval_results.json (e.g. the global-average-pooling baseline) to compare with in the card."},
+    )
+    baseline_name: str = field(
+        default="global-average-pooling baseline", metadata={"help": "What --baseline_results is, in the card's words."}
+    )
     onnx: bool = field(
         default=False, metadata={"help": "Also export the model to ONNX (model.onnx, checked against PyTorch) into the folder."}
     )
@@ -177,7 +184,11 @@ def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
     if report is not None:
         (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2) + "\n")
 
-    build_card(args, model_dir, config, report).save(output_dir / "README.md")
+    card = build_card(args, model_dir, config, report)
+    if args.baseline_results:
+        own = report or _read_json(model_dir / "eval_results.json", "The model's own results (for --baseline_results)")
+        card = add_comparison(card, own, _read_json(Path(args.baseline_results), "The baseline results"), args.baseline_name)
+    card.save(output_dir / "README.md")
     validate_card(output_dir / "README.md")
     check_folder_without_package(output_dir)
     return output_dir
