@@ -69,8 +69,11 @@ def test_maps_are_the_models_cross_attention_per_layer_and_head():
     last = label_attention_maps(model, pixels)  # default: the last layer, mean over heads
     torch.testing.assert_close(last.maps, cross[1].mean(dim=1))
     torch.testing.assert_close(last.maps.sum(dim=(-2, -1)), torch.ones(3, 10))
+    torch.testing.assert_close(label_attention_maps(model, pixels, layer=0, head=2).maps, cross[0][:, 2])
     with pytest.raises(ValueError, match="the decoder has 2 layers"):
         label_attention_maps(model, pixels, layer=2)
+    with pytest.raises(ValueError, match="4 attention heads"):
+        label_attention_maps(model, pixels, head=4)
 
 
 def test_rollout_through_the_encoder():
@@ -252,3 +255,45 @@ def test_the_readmes_figure_and_screenshot_are_in_the_repository():
     for link in links:
         with Image.open(REPO / link) as image:
             assert image.width >= 600
+
+
+def coloured_squares(count: int, generator: torch.Generator):
+    """Images of 1 or 2 squares of 16 px in 6 colours (one label per colour) on black, with their boxes."""
+    colours = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.float32)
+    images, labels, boxes = -torch.ones(count, 3, 64, 64), torch.zeros(count, 6), []
+    for index in range(count):
+        present = torch.randperm(6, generator=generator)[: int(torch.randint(1, 3, (1,), generator=generator))]
+        image_boxes = {}
+        for label in present.tolist():
+            x, y = torch.randint(0, 48, (2,), generator=generator).tolist()
+            images[index, :, y : y + 16, x : x + 16] = 2 * colours[label][:, None, None] - 1
+            labels[index, label] = 1
+            image_boxes[label] = [[x, y, 16, 16]]
+        boxes.append(image_boxes)
+    return images, labels, boxes
+
+
+def test_a_tiny_trained_model_points_at_its_objects_far_above_chance():
+    """Trained for 150 steps on coloured squares, with stride-8 features (an 8 x 8 grid): the maps of unseen images
+    point inside the right square far more often than a random point would."""
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=6, encoder_layers=0, backbone_kwargs={"out_indices": [2]}, dropout=0.0, attention_dropout=0.0)
+    model = Query2LabelForMultiLabelClassification(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    images, labels, _ = coloured_squares(2048, generator)
+    for _ in range(150):
+        batch = torch.randint(0, len(images), (32,), generator=generator)
+        model(pixel_values=images[batch], labels=labels[batch]).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    test_images, test_labels, test_boxes = coloured_squares(200, generator)
+    attention = label_attention_maps(model, test_images)
+    assert ((attention.scores > 0.5).float() == test_labels).float().mean() > 0.95  # it learnt the task
+    counts = LocalizationCounts.zeros(6)
+    for image_maps, boxes in zip(upsample_maps(attention.maps, (64, 64)), test_boxes):
+        add_image(counts, image_maps, boxes, (64, 64))
+    summary = localization_summary(counts, [f"colour {i}" for i in range(6)])
+    assert summary["chance"] == pytest.approx(16 * 16 / 64**2)
+    assert summary["pointing_game"] > 5 * summary["chance"] and summary["mass_in_boxes"] > 2 * summary["chance"]

@@ -50,9 +50,15 @@ def rollout_through_encoder(maps: torch.Tensor, encoder_attentions) -> torch.Ten
 
 @torch.no_grad()
 def label_attention_maps(
-    model, pixel_values: torch.Tensor, layer: int = -1, per_head: bool = False, through_encoder: bool = False
+    model,
+    pixel_values: torch.Tensor,
+    layer: int = -1,
+    per_head: bool = False,
+    through_encoder: bool = False,
+    head: int | None = None,
 ) -> LabelAttention:
-    """Scores and attention maps of one decoder layer (default: the last) for a batch of processed images."""
+    """Scores and attention maps of one decoder layer (default: the last) for a batch of processed images: the mean
+    over heads, every head (`per_head`) or one (`head`)."""
     if getattr(model.config, "classifier_head", "query2label") != "query2label":
         raise ValueError("Attention maps need the Query2Label head; this model pools globally (classifier_head).")
     outputs = model(pixel_values=pixel_values, output_attentions=True)
@@ -62,6 +68,10 @@ def label_attention_maps(
         queries = [model.config.query_of_label(label) for label in range(model.config.num_labels)]
         weights = weights[:, :, queries]  # (batch, heads, labels, h, w)
     height, width = weights.shape[-2:]
+    if head is not None:
+        if not 0 <= head < weights.shape[1]:
+            raise ValueError(f"head={head}: the decoder has {weights.shape[1]} attention heads (0..{weights.shape[1] - 1}).")
+        weights = weights[:, head : head + 1]  # the mean of one head is that head
     maps = weights.flatten(-2) if per_head else weights.mean(dim=1).flatten(-2)
     if through_encoder and outputs.encoder_attentions:
         maps = rollout_through_encoder(maps, [w.float() for w in outputs.encoder_attentions])

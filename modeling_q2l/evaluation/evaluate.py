@@ -62,6 +62,9 @@ class EvaluationArguments:
     through_encoder: bool = field(
         default=False, metadata={"help": "Carry the maps back through the encoder's self-attention (rollout)."}
     )
+    attention_head: int | None = field(
+        default=None, metadata={"help": "Measure one attention head's maps instead of the mean over heads."}
+    )
     plots: str | None = field(
         default=None, metadata={"help": "Write evaluation plots (PR curves, AP per label, mAP by size, F1 vs threshold) here."}
     )
@@ -100,6 +103,7 @@ def localization_for_split(
     through_encoder: bool = False,
     batch_size: int = 32,
     progress: bool = True,
+    head: int | None = None,
 ) -> dict:
     """Pointing game and attention mass in boxes of each present label's map (see `attention_maps`), per label and
     overall, with the chance level of a uniform map, on a prepared split with an `objects` column."""
@@ -118,13 +122,13 @@ def localization_for_split(
             rows = dataset[start : start + batch_size]
             images = [to_rgb(open_image(value)) for value in rows[image_column]]
             pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(device, model.dtype)
-            attention = label_attention_maps(model, pixels, layer=layer, through_encoder=through_encoder)
+            attention = label_attention_maps(model, pixels, layer=layer, through_encoder=through_encoder, head=head)
             maps = upsample_maps(attention.maps, tuple(pixels.shape[-2:]))
             for image, image_maps, annotation in zip(images, maps, rows["objects"]):
                 add_image(counts, image_maps, boxes_by_label(annotation, category_to_label), (image.height, image.width))
             bar.update(len(images))
     summary = localization_summary(counts, label_names)
-    summary.update({"layer": layer, "through_encoder": through_encoder})
+    summary.update({"layer": layer, "through_encoder": through_encoder, "head": head})
     return summary
 
 
@@ -132,8 +136,9 @@ def localization_markdown(summary: dict) -> str:
     """The localisation summary as a Markdown table (percent)."""
     source = "rolled out through the encoder" if summary.get("through_encoder") else "cross-attention"
     lines = [
-        f"Localisation ({summary['pairs']} image-label pairs with boxes; decoder layer {summary['layer']}, mean over "
-        f"heads, {source}):",
+        f"Localisation ({summary['pairs']} image-label pairs with boxes; decoder layer {summary['layer']}, "
+        + ("mean over heads" if summary.get("head") is None else f"head {summary['head']}")
+        + f", {source}):",
         "",
         "| label | pairs | pointing game | attention mass in boxes | chance (box share of the image) |",
         "| --- | --- | --- | --- | --- |",
@@ -195,7 +200,7 @@ def run_evaluation(args: EvaluationArguments) -> dict:
     if args.localization:
         report["localization"] = localization_for_split(
             model, processor, split, encoder, args.image_column_name, model_names, args.attention_layer,
-            args.through_encoder, args.batch_size,
+            args.through_encoder, args.batch_size, head=args.attention_head,
         )
         markdown += "\n\n" + localization_markdown(report["localization"])
     if args.plots:
