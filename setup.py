@@ -33,6 +33,7 @@ setup(
             "matplotlib",  # the evaluation plots and attention figures saved with the model
         ],
         "demo": ["gradio>=5", "matplotlib"],
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
         "tests": [
             "pytest",
             "scikit-learn",
@@ -45,6 +46,9 @@ setup(
             "gradio>=5",
             "gradio_client",
             "selenium",  # drives Debian's chromium in the demo's browser test
+            "onnx",
+            "onnxscript",
+            "onnxruntime",
         ],
     },
     classifiers=[
