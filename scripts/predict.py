@@ -11,20 +11,11 @@ others are still predicted, and the exit status is then 1.
 
 import sys
 
-from transformers import HfArgumentParser
-
-from modeling_q2l.evaluation.predict import PredictArguments, run_prediction
+from modeling_q2l.evaluation.predict import PredictArguments, parse_arguments_and_inputs, run_prediction
 
 
 def main(argv=None) -> int:
-    args, inputs = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
-    if not inputs:
-        raise SystemExit("Give at least one image file or folder after the options.")
-    unknown_options = [value for value in inputs if value.startswith("--")]
-    if unknown_options:
-        raise SystemExit(f"Unknown options: {unknown_options}.")
+    args, inputs = parse_arguments_and_inputs(PredictArguments, argv)
     try:
         return run_prediction(args, inputs, sys.stdout, sys.stderr)
     except ValueError as error:

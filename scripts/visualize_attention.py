@@ -12,20 +12,12 @@ encoder's self-attention (attention rollout), which points better where the enco
 
 import sys
 
-from transformers import HfArgumentParser
-
 from modeling_q2l.evaluation.attention_figures import VisualizeArguments, run_visualization
+from modeling_q2l.evaluation.predict import parse_arguments_and_inputs
 
 
 def main(argv=None) -> int:
-    args, inputs = HfArgumentParser(VisualizeArguments).parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
-    if not inputs:
-        raise SystemExit("Give at least one image file or folder after the options.")
-    unknown_options = [value for value in inputs if value.startswith("--")]
-    if unknown_options:
-        raise SystemExit(f"Unknown options: {unknown_options}.")
+    args, inputs = parse_arguments_and_inputs(VisualizeArguments, argv)
     try:
         written, status = run_visualization(args, inputs, sys.stderr)
     except ValueError as error:

@@ -215,7 +215,6 @@ def label_sweep(args: SuiteArguments, image_size: int) -> dict:
                 )
                 seconds = statistics.median(timed(lambda: head_forward(model, features), args.repeats, args.warmup, device))
             rows.append({"num_labels": num_labels, "label_groups": config.label_groups, "head_s": seconds})
-            del model
         for row in rows:
             row["ratio_to_first"] = row["head_s"] / rows[0]["head_s"]
         results["groups" if groups else "one_query_per_label"] = rows

@@ -29,6 +29,20 @@ class PredictArguments:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
 
 
+def parse_arguments_and_inputs(dataclass_type, argv=None):
+    """Options into `dataclass_type` (HfArgumentParser) and the image files and folders given after them; a missing
+    input or an unknown option stops the script with a message saying so."""
+    from transformers import HfArgumentParser
+
+    args, inputs = HfArgumentParser(dataclass_type).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if not inputs:
+        raise SystemExit("Give at least one image file or folder after the options.")
+    unknown_options = [value for value in inputs if value.startswith("--")]
+    if unknown_options:
+        raise SystemExit(f"Unknown options: {unknown_options}.")
+    return args, inputs
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
