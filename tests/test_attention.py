@@ -297,3 +297,23 @@ def test_a_tiny_trained_model_points_at_its_objects_far_above_chance():
     summary = localization_summary(counts, [f"colour {i}" for i in range(6)])
     assert summary["chance"] == pytest.approx(16 * 16 / 64**2)
     assert summary["pointing_game"] > 5 * summary["chance"] and summary["mass_in_boxes"] > 2 * summary["chance"]
+
+
+def test_without_matplotlib_the_run_saves_its_model_and_says_why_there_are_no_figures(tmp_path, caplog, monkeypatch):
+    import builtins
+
+    from conftest import tiny_training_argv
+
+    from modeling_q2l.training.main import main
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    report = main(tiny_training_argv(tmp_path / "run"))
+    assert report["figures"] == {} and (tmp_path / "run" / "model.safetensors").is_file()
+    assert "matplotlib is not installed" in caplog.text

@@ -370,6 +370,11 @@ def save_figures(output_dir: Path, model, processor, scores, eval_split, encoder
     from ..evaluation.attention_figures import explain_image, save_attention_figure
     from ..evaluation.plots import write_evaluation_plots
 
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # the model and its card are saved all the same
+        logger.warning("No figures in %s/figures: matplotlib is not installed (pip install matplotlib).", output_dir)
+        return {}
     figures_dir = output_dir / "figures"
     labels = labels_in_model_order(eval_split, encoder, encoder.names)
     paths = write_evaluation_plots(figures_dir, scores, labels, encoder.names, report, model.config.label_thresholds)
