@@ -53,9 +53,17 @@ FIGURE_CAPTIONS = {
     "ap_per_label": "Average precision per label",
     "map_by_size": "mAP by object size",
     "f1_threshold": "F1 against the threshold; dots mark the fitted per-label thresholds",
-    "attention_0": "Where each predicted label's query looks (last decoder layer, mean over heads), evaluation image 1",
-    "attention_1": "The same for evaluation image 2",
 }
+
+
+def _figure_caption(name: str) -> str:
+    """The caption of a figure the training run saved (`attention_N`: the attention figure of evaluation image N+1)."""
+    if name.startswith("attention_") and name[len("attention_") :].isdigit():
+        number = int(name[len("attention_") :]) + 1
+        if number == 1:
+            return "Where each predicted label's query looks (last decoder layer, mean over heads), evaluation image 1"
+        return f"The same for evaluation image {number}"
+    return FIGURE_CAPTIONS.get(name, name.replace("_", " "))
 
 
 def _figures_section(content: CardContent) -> str:
@@ -63,7 +71,7 @@ def _figures_section(content: CardContent) -> str:
         return ""
     lines = ["## Figures", "", "Made by the training run on the evaluation split (they are files of this repository).", ""]
     for name, path in content.figures.items():
-        caption = FIGURE_CAPTIONS.get(name, name.replace("_", " "))
+        caption = _figure_caption(name)
         lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
     return "\n".join(lines) + "\n"
 
