@@ -1,10 +1,14 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+# one version: the package's own `__version__`
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path(__file__).with_name("modeling_q2l").joinpath("__init__.py").read_text(), re.M)[1]
+
 setup(
     name="modeling-q2l",
-    version="0.1.0",
+    version=VERSION,
     description="Query2Label multi-label image classification for transformers, timm, datasets and the Hub",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

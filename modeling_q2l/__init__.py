@@ -1,11 +1,14 @@
 """Query2Label for the Hugging Face ecosystem.
 
-The package is folders by concept:
-- `model/`: the code saved next to the weights (configuration, modeling, image processing, loss);
-- `data/`: loading datasets, label formats, the preprocessing path, mosaics;
-- `evaluation/`: metrics, reports, evaluation and prediction runners;
-- `hub/`: paper presets, official-checkpoint conversion, pretrained backbones, model cards, publishing;
-- `training/`: arguments, the Trainer subclass, its callbacks and the main job.
+The package is folders by concept, each importing only the ones listed before it:
+- `model/`: the code saved next to the weights (configuration, modeling, image processing, loss, pipeline);
+- `data/`: datasets and their splits, label formats, the preprocessing path, mosaics;
+- `evaluation/`: metrics, reports, thresholds, attention maps, the final report, evaluation and prediction runs;
+- `zoo/`: the paper's variants (`list_variants`, `create_model`), official-checkpoint conversion, backbone weights;
+- `export/`: ONNX;  `hub/`: model cards, publishing, Spaces, the remote-code check;
+- `benchmark/`, `demo/`: the speed suite and the Gradio app;
+- `training/`: the Trainer subclass, its callbacks, model set-up, resume and push policies, the main job;
+- `cli/`: every command's arguments and its entry function (the scripts call these).
 
 Importing the package registers the Query2Label classes with the transformers Auto classes, and marks them so that
 `save_pretrained` writes an `auto_map` and copies the model folder's files next to the weights.
@@ -19,7 +22,6 @@ from transformers import (
 )
 
 from . import model
-from .hub.presets import PRESETS, variant_config
 from .model import *  # noqa: F403 (the model folder's public names are the package's)
 from .model import (
     Query2LabelBaselineForMultiLabelClassification,
@@ -28,8 +30,9 @@ from .model import (
     Query2LabelImageProcessor,
     Query2LabelModel,
 )
+from .zoo import PRESETS, create_model, create_model_and_processor, list_variants, variant_config
 
-__version__ = "0.2.0"
+__version__ = "0.2.0"  # setup.py reads it here
 
 Query2LabelConfig.register_for_auto_class()
 Query2LabelModel.register_for_auto_class("AutoModel")
@@ -42,12 +45,12 @@ AutoModel.register(Query2LabelConfig, Query2LabelModel, exist_ok=True)
 AutoModelForImageClassification.register(Query2LabelConfig, Query2LabelForMultiLabelClassification, exist_ok=True)
 AutoImageProcessor.register(Query2LabelConfig, image_processor_classes={"torchvision": Query2LabelImageProcessor}, exist_ok=True)
 
-
-def model_class_for(config: Query2LabelConfig):
-    """The classification model class a config describes (`classifier_head`)."""
-    if config.classifier_head == "global_average_pooling":
-        return Query2LabelBaselineForMultiLabelClassification
-    return Query2LabelForMultiLabelClassification
-
-
-__all__ = [*model.__all__, "PRESETS", "model_class_for", "variant_config"]
+__all__ = [
+    *model.__all__,
+    "PRESETS",
+    "__version__",
+    "create_model",
+    "create_model_and_processor",
+    "list_variants",
+    "variant_config",
+]

@@ -11,25 +11,8 @@ throughput and peak memory, the label sweep, the ratio to the authors' model wit
 writes them as JSON with --output. The authors' repository is never vendored: clone it and pass its path.
 """
 
-import json
-
-from transformers import HfArgumentParser
-
-from modeling_q2l.benchmark.suite import SuiteArguments, results_markdown, run_suite
-
-
-def main(argv=None) -> dict:
-    (args,) = HfArgumentParser(SuiteArguments).parse_args_into_dataclasses(args=argv)
-    try:
-        results = run_suite(args)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(results_markdown(results))
-    if args.output:
-        with open(args.output, "w") as handle:
-            json.dump(results, handle, indent=2)
-    return results
-
+from modeling_q2l.cli.commands import benchmark as main
+from modeling_q2l.cli.commands import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -7,53 +7,17 @@
 The embedded training mosaics (4,000 JPEGs of 128 px), repeated `--copies` times into one parquet file.
 """
 
-import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
+from modeling_q2l.cli.commands import benchmark_checks, run_script
 
-from modeling_q2l.data.labels import detect_label_format
-from modeling_q2l.data.loading import load_raw_datasets, prepare_split
-
-EMBEDDED_DATASET = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"
-
-
-@dataclass
-class ChecksBenchmarkArguments:
-    copies: int = field(default=5, metadata={"help": "How many times the 4,000 training mosaics are repeated."})
-    num_proc: int = field(default=2, metadata={"help": "Processes of the parallel run."})
-
-
-def timed_check(parquet: Path, num_proc: int | None, cache_dir: str) -> tuple[float, int]:
-    dataset = load_raw_datasets(str(parquet), cache_dir=cache_dir)["train"]
-    encoder = detect_label_format(dataset, "labels")
-    start = time.perf_counter()
-    split = prepare_split(dataset, encoder, "image", "labels", num_proc=num_proc)
-    return time.perf_counter() - start, len(split.labels)
+# the repository's embedded dataset: the package itself never assumes a data folder
+EMBEDDED_DATASET = str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic")
 
 
 def main(argv=None):
-    (args,) = HfArgumentParser(ChecksBenchmarkArguments).parse_args_into_dataclasses(args=argv)
-    from datasets import concatenate_datasets
-
-    with tempfile.TemporaryDirectory() as work:
-        train = load_raw_datasets(str(EMBEDDED_DATASET), cache_dir=f"{work}/source")["train"]
-        parquet = Path(work) / "train.parquet"
-        concatenate_datasets([train] * args.copies).to_parquet(str(parquet))
-        rows = []
-        for name, num_proc, cache in [
-            ("1 process, first run", None, f"{work}/cache-a"),
-            (f"{args.num_proc} processes, first run", args.num_proc, f"{work}/cache-b"),
-            (f"{args.num_proc} processes, second run (cached)", args.num_proc, f"{work}/cache-b"),
-        ]:
-            seconds, count = timed_check(parquet, num_proc, cache)
-            rows.append((name, count, seconds))
-    print("\n| run | images | seconds | images/s |\n| --- | --- | --- | --- |")
-    for name, count, seconds in rows:
-        print(f"| {name} | {count:,} | {seconds:.2f} | {count / seconds:,.0f} |")
+    return benchmark_checks(argv, dataset=EMBEDDED_DATASET)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -12,96 +12,17 @@ ten with a small budget, against the same budget from the ImageNet backbone alon
 Every run is evaluated on the 1,000 validation mosaics; mAP is reported on the 5 matched and the 5 new labels apart.
 """
 
-import json
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
+from modeling_q2l.cli.commands import benchmark_transfer, run_script
 
-# this folder holds evaluate.py, which would shadow the `evaluate` library the Trainer's metrics use
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-from modeling_q2l.data.labels import FASHION_MNIST_LABELS  # noqa: E402
-from modeling_q2l.training.main import main as train  # noqa: E402
-
-EMBEDDED_DATASET = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"
-SOURCE_CLASSES = 5
-
-
-@dataclass
-class TransferBenchmarkArguments:
-    output_dir: str = field(default="outputs/transfer", metadata={"help": "Where the runs and results go."})
-    source_epochs: float = field(default=3.5, metadata={"help": "Epochs of the source model on 4,000 mosaics."})
-    finetune_samples: int = field(default=400, metadata={"help": "Training mosaics of the fine-tuning runs."})
-    finetune_epochs: float = field(default=5.0, metadata={"help": "Epochs of each fine-tuning run."})
-
-
-def half_label_dataset(output: Path) -> Path:
-    """The embedded training and validation mosaics with the labels of classes 0-4 only."""
-    from datasets import ClassLabel, DatasetDict, List, load_dataset
-
-    names = list(FASHION_MNIST_LABELS[:SOURCE_CLASSES])
-    splits = load_dataset(str(EMBEDDED_DATASET))
-    keep = DatasetDict()
-    for split, dataset in splits.items():
-        dataset = dataset.remove_columns("objects").map(lambda row: {"labels": [i for i in row["labels"] if i < SOURCE_CLASSES]})
-        keep[split] = dataset.cast_column("labels", List(ClassLabel(names=names)))
-    for split, dataset in keep.items():
-        (output / "data").mkdir(parents=True, exist_ok=True)
-        dataset.to_parquet(str(output / "data" / f"{split}-00000-of-00001.parquet"))
-    return output
-
-
-def per_subset_map(report: dict) -> dict:
-    ap = {row["label"]: row["AP"] for row in report["per_label"]}
-    matched = [ap[name] for name in FASHION_MNIST_LABELS[:SOURCE_CLASSES]]
-    new = [ap[name] for name in FASHION_MNIST_LABELS[SOURCE_CLASSES:]]
-    return {
-        "mAP": report["mAP"],
-        "mAP_matched": sum(matched) / len(matched),
-        "mAP_new": sum(new) / len(new),
-        "train_runtime_s": report["train_runtime_s"],
-        "trainable_parameters": report["trainable_parameters"],
-    }
+# the repository's embedded dataset: the package itself never assumes a data folder
+EMBEDDED_DATASET = str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic")
 
 
 def main(argv=None):
-    (args,) = HfArgumentParser(TransferBenchmarkArguments).parse_args_into_dataclasses(args=argv)
-    output = Path(args.output_dir)
-    source_data = half_label_dataset(output / "half-labels")
-    common = ["--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none"]
-    started = time.time()
-    source_report = train([
-        "--dataset_name", str(source_data), "--output_dir", str(output / "source"), "--allow_empty_labels", "true",
-        "--num_train_epochs", str(args.source_epochs), *common,
-    ])  # fmt: skip
-    finetune = [
-        "--dataset_name", str(EMBEDDED_DATASET), "--max_train_samples", str(args.finetune_samples),
-        "--num_train_epochs", str(args.finetune_epochs), *common,
-    ]  # fmt: skip
-    runs = {
-        "from the half-label model (labels transferred)": ["--model_name_or_path", str(output / "source")],
-        "from the ImageNet backbone (new head)": [],
-        "from the half-label model, head only (--freeze_backbone)": ["--model_name_or_path", str(output / "source"), "--freeze_backbone", "true"],
-    }
-    results = {"source (5 labels, 4,000 mosaics)": {"mAP": source_report["mAP"], "train_runtime_s": source_report["train_runtime_s"]}}
-    for index, (name, extra) in enumerate(runs.items()):
-        report = train([*finetune, "--output_dir", str(output / f"finetune-{index}"), *extra])
-        results[name] = per_subset_map(report)
-    results["total_runtime_s"] = round(time.time() - started, 1)
-    (output / "results.json").write_text(json.dumps(results, indent=2))
-    print("\n| run | mAP (10 labels) | mAP, 5 matched labels | mAP, 5 new labels | training time (s) | trainable parameters |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, row in results.items():
-        if isinstance(row, dict) and "mAP_new" in row:
-            print(
-                f"| {name} | {100 * row['mAP']:.2f} | {100 * row['mAP_matched']:.2f} | {100 * row['mAP_new']:.2f} | "
-                f"{row['train_runtime_s']} | {row['trainable_parameters']:,} |"
-            )
-    print(f"\nsource model: mAP {100 * source_report['mAP']:.2f} on its 5 labels; {results['total_runtime_s']} s in all")
+    return benchmark_transfer(argv, dataset=EMBEDDED_DATASET)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

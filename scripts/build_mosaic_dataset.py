@@ -13,9 +13,7 @@ Any single-label dataset on the Hub or on disk works too:
 
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from modeling_q2l.data.mosaic_builder import MosaicBuildArguments, build_mosaic_dataset
+from modeling_q2l.cli.commands import build_mosaics, run_script
 
 # The entry point's defaults: the repository's embedded dataset, from the Debian `dataset-fashion-mnist` files.
 DEFAULTS = {
@@ -24,14 +22,9 @@ DEFAULTS = {
 }
 
 
-def main(argv=None):
-    parser = HfArgumentParser(MosaicBuildArguments)
-    parser.set_defaults(**DEFAULTS)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    paths = build_mosaic_dataset(args)
-    for split, path in paths.items():
-        print(f"{split}: {path}")
+def main(argv=None) -> dict:
+    return build_mosaics(argv, defaults=DEFAULTS)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

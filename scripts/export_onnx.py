@@ -8,29 +8,8 @@ non-square one) and compared with PyTorch's logits; a difference above --toleran
 `onnxscript` and `onnxruntime`. `scripts/publish.py --onnx` puts the file into the Hub folder.
 """
 
-from dataclasses import dataclass, field
-
-from transformers import HfArgumentParser
-
-from modeling_q2l.hub.onnx_export import export_saved_model
-
-
-@dataclass
-class ExportArguments:
-    model: str = field(metadata={"help": "Saved model folder or Hub id."})
-    output: str | None = field(default=None, metadata={"help": "ONNX file to write (default: model.onnx in the folder)."})
-    opset: int = field(default=18, metadata={"help": "ONNX opset."})
-    tolerance: float = field(default=1e-4, metadata={"help": "Largest allowed |logit difference| to PyTorch."})
-
-
-def main(argv=None):
-    (args,) = HfArgumentParser(ExportArguments).parse_args_into_dataclasses(args=argv)
-    try:
-        path, worst = export_saved_model(args.model, args.output, args.opset, args.tolerance)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    print(f"Wrote {path}: onnxruntime logits within {worst:.1e} of PyTorch's.")
-
+from modeling_q2l.cli.commands import export_onnx as main
+from modeling_q2l.cli.commands import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

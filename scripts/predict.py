@@ -9,18 +9,8 @@ for every label; --thresholds overrides single labels. An unreadable file is nam
 others are still predicted, and the exit status is then 1.
 """
 
-import sys
-
-from modeling_q2l.evaluation.predict import PredictArguments, parse_arguments_and_inputs, run_prediction
-
-
-def main(argv=None) -> int:
-    args, inputs = parse_arguments_and_inputs(PredictArguments, argv)
-    try:
-        return run_prediction(args, inputs, sys.stdout, sys.stderr)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-
+from modeling_q2l.cli.commands import predict as main
+from modeling_q2l.cli.commands import run_script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

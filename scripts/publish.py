@@ -5,16 +5,8 @@
         --eval_results eval.json [--private] [--revision BRANCH] [--commit_message MSG] [--dry_run OUT]
 """
 
-from transformers import HfArgumentParser
-
-from modeling_q2l.hub.publish import PublishArguments, publish
-
-
-def main(argv=None):
-    (args,) = HfArgumentParser(PublishArguments).parse_args_into_dataclasses(args=argv)
-    result = publish(args)
-    print(f"Wrote {result}" if args.dry_run else f"Published {result}")
-
+from modeling_q2l.cli.commands import publish as main
+from modeling_q2l.cli.commands import run_script
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

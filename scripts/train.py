@@ -7,18 +7,18 @@
 Arguments: `python scripts/train.py --help` (model, data and TrainingArguments, plus Q2L and ASL options).
 """
 
-import sys
 from pathlib import Path
 
-# Python puts this folder first on the path, where evaluate.py (our script) would shadow the `evaluate` library
-# that the Trainer's metrics use.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+from modeling_q2l.cli.commands import run_script, train
 
-from modeling_q2l.training.main import main  # noqa: E402
+# the repository's embedded dataset: the package itself never assumes a data folder
+EMBEDDED_DATASET = str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic")
+DEFAULTS = {"dataset_name": EMBEDDED_DATASET, "extra_eval_split_names": ["out_of_layout"]}
 
-# The entry point's defaults: the embedded dataset of this repository (the package never assumes a data folder).
-EMBEDDED_DATASET = Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic"
-DEFAULTS = {"dataset_name": str(EMBEDDED_DATASET), "extra_eval_split_names": ["out_of_layout"]}
+
+def main(argv=None) -> dict:
+    return train(argv, defaults=DEFAULTS)
+
 
 if __name__ == "__main__":
-    main(defaults=DEFAULTS)
+    run_script(main)

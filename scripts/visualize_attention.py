@@ -10,21 +10,8 @@ label and its score; --per_head adds a row per head; --through_encoder carries t
 encoder's self-attention (attention rollout), which points better where the encoder mixes positions. Unreadable files are named on stderr (exit status 1).
 """
 
-import sys
-
-from modeling_q2l.evaluation.attention_figures import VisualizeArguments, run_visualization
-from modeling_q2l.evaluation.predict import parse_arguments_and_inputs
-
-
-def main(argv=None) -> int:
-    args, inputs = parse_arguments_and_inputs(VisualizeArguments, argv)
-    try:
-        written, status = run_visualization(args, inputs, sys.stderr)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    print("\n".join(written))
-    return status
-
+from modeling_q2l.cli.commands import visualize as main
+from modeling_q2l.cli.commands import run_script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from modeling_q2l.training.main import parse_arguments, run
+from modeling_q2l.cli.arguments import parse_training_arguments as parse_arguments
+from modeling_q2l.training.main import run
 
 if __name__ == "__main__":
     model_args, data_args, training_args = parse_arguments(sys.argv[1:])

@@ -123,7 +123,7 @@ def test_upsampled_maps_keep_their_mass_where_it_was():
 def test_evaluate_reports_localization_with_its_chance_level(saved_fashion_model, tmp_path):
     report_path = tmp_path / "report.json"
     command = [
-        sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(saved_fashion_model),
+        sys.executable, str(REPO / "scripts" / "evaluate_model.py"), "--model", str(saved_fashion_model),
         "--dataset_name", str(EMBEDDED_DATASET), "--split", "out_of_layout", "--max_eval_samples", "40",
         "--localization", "--output", str(report_path), "--plots", str(tmp_path / "plots"),
     ]  # fmt: skip
@@ -140,18 +140,17 @@ def test_evaluate_reports_localization_with_its_chance_level(saved_fashion_model
 
 
 def test_localization_needs_boxes(saved_fashion_model, tmp_path):
-    from modeling_q2l.evaluation.evaluate import EvaluationArguments, run_evaluation
+    from modeling_q2l.cli.arguments import DataArguments, EvaluationArguments
+    from modeling_q2l.evaluation.evaluate import run_evaluation
 
     parquet = next((EMBEDDED_DATASET / "data").glob("validation-*.parquet"))
     import pyarrow.parquet as pq
 
     pq.write_table(pq.read_table(parquet).drop(["objects"]).slice(0, 8), tmp_path / "no_boxes.parquet")
-    args = EvaluationArguments(
-        model=str(saved_fashion_model), dataset_name=str(tmp_path / "no_boxes.parquet"), split="train",
-        localization=True, class_names=",".join(FASHION_NAMES),
-    )  # fmt: skip
+    args = EvaluationArguments(model=str(saved_fashion_model), localization=True)
+    data_args = DataArguments(dataset_name=str(tmp_path / "no_boxes.parquet"), eval_split_name="train", class_names=",".join(FASHION_NAMES))
     with pytest.raises(ValueError, match="needs boxes"):
-        run_evaluation(args)
+        run_evaluation(args, data_args)
 
 
 def test_precision_recall_and_f1_curves_match_scikit_learn():
@@ -227,7 +226,7 @@ def test_the_training_run_saves_its_figures_and_its_card_shows_them(tmp_path):
     from conftest import tiny_training_argv
     from huggingface_hub import ModelCard
 
-    from modeling_q2l.training.main import main
+    from modeling_q2l.cli.commands import train as main
 
     report = main(tiny_training_argv(tmp_path / "run"))
     expected = {"precision_recall", "ap_per_label", "f1_threshold", "map_by_size", "attention_0", "attention_1"}
@@ -304,7 +303,7 @@ def test_without_matplotlib_the_run_saves_its_model_and_says_why_there_are_no_fi
 
     from conftest import tiny_training_argv
 
-    from modeling_q2l.training.main import main
+    from modeling_q2l.cli.commands import train as main
 
     real_import = builtins.__import__
 

@@ -13,7 +13,7 @@ from conftest import (
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from modeling_q2l.data.labels import resolve_labels
-from modeling_q2l.hub.convert_official import (
+from modeling_q2l.zoo.convert_official import (
     config_from_official_args,
     convert_official_state_dict,
     read_official_checkpoint,
@@ -109,7 +109,7 @@ def test_untrusted_pickles_need_the_explicit_option(tmp_path):
 
 
 def test_a_shape_mismatch_names_the_tensor(tmp_path):
-    from modeling_q2l.hub.convert_official import convert_official_checkpoint
+    from modeling_q2l.zoo.convert_official import convert_official_checkpoint
 
     record = official_fixture(PARITY_FIXTURES[0])
     checkpoint, config = write_official_release(record, tmp_path)

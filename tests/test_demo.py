@@ -111,7 +111,8 @@ def test_gradio_client_calls_the_app(demo_model, served_app):
 def test_publish_writes_a_space_that_runs_on_its_own_copy_of_the_package(demo_model, tmp_path):
     from huggingface_hub import RepoCard
 
-    from modeling_q2l.hub.publish import PublishArguments, publish
+    from modeling_q2l.cli.arguments import PublishArguments
+    from modeling_q2l.hub.publish import publish
 
     folder = Path(publish(PublishArguments(model=str(demo_model), repo_id="org/q2l-demo", space="org/q2l-demo-space", dry_run=str(tmp_path / "repo"))))
     space = folder.with_name("repo-space")

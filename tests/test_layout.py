@@ -15,7 +15,7 @@ from modeling_q2l import (
 
 PACKAGE = Path(__file__).parents[1] / "modeling_q2l"
 # A subpackage may import itself and the ones before it, never one after it.
-LAYERS = ["model", "data", "evaluation", "demo", "hub", "benchmark", "training"]
+LAYERS = ["model", "data", "evaluation", "zoo", "export", "hub", "demo", "benchmark", "training", "cli"]
 
 
 def module_name(path: Path) -> str:

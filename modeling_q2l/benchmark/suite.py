@@ -7,12 +7,11 @@ decoding) and a side-by-side run against the authors' model. Every number is a m
 import resource
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..hub.presets import VARIANTS, variant_config
+from ..zoo.variants import VARIANTS, variant_config
 from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -21,43 +20,6 @@ DEMO = dict(
     backbone="tf_efficientnet_lite0", num_labels=10, image_size=128, hidden_size=256, use_input_projection=True,
     intermediate_size=1024,
 )  # fmt: skip
-
-
-@dataclass
-class SuiteArguments:
-    variant: str = field(
-        default="Q2L-R101-448",
-        metadata={"help": f"A paper variant ({', '.join(VARIANTS)}), `demo`, or a folder holding a Query2Label config.json."},
-    )
-    backbone: str | None = field(default=None, metadata={"help": "Another timm backbone (default: the variant's)."})
-    image_size: int | None = field(default=None, metadata={"help": "Input resolution (default: the variant's)."})
-    num_labels: int | None = field(default=None, metadata={"help": "Labels (default: the variant's, 80)."})
-    label_groups: int | None = field(default=None, metadata={"help": "Group decoding with this many queries."})
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 4], metadata={"help": "Inference batch sizes."})
-    train_batch_size: int = field(default=2, metadata={"help": "Batch of the training step (0 skips it)."})
-    dtype: str = field(default="float32", metadata={"help": "Weights and inputs: float32, float16 or bfloat16."})
-    autocast: str | None = field(
-        default=None, metadata={"help": "Mixed precision over float32 weights: float16 or bfloat16 (torch.autocast)."}
-    )
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1, ..."})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)."})
-    repeats: int = field(default=5, metadata={"help": "Timed runs per measurement (the median is reported)."})
-    warmup: int = field(default=2, metadata={"help": "Untimed runs before each measurement."})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the model (inference)."})
-    fast_cpu_inference: bool = field(
-        default=True, metadata={"help": "The model's fast CPU kernels (config.fast_cpu_inference); false for PyTorch's defaults."}
-    )
-    compare_official: str | None = field(
-        default=None, metadata={"help": "Local copy of the authors' repository: run their model side by side."}
-    )
-    label_sweep: list[int] = field(
-        default_factory=list, metadata={"help": "Label counts of the head-time sweep, e.g. 80 1000 9605."}
-    )
-    sweep_groups: int | None = field(default=None, metadata={"help": "Also sweep with group decoding (G queries)."})
-    onnx: str | None = field(
-        default=None, metadata={"help": "An ONNX export of this configuration (scripts/export_onnx.py): time onnxruntime too."}
-    )
-    output: str | None = field(default=None, metadata={"help": "Write the results as JSON here."})
 
 
 def synchronize(device: torch.device) -> None:
@@ -95,7 +57,7 @@ def alternating(functions: dict, repeats: int, warmup: int, device: torch.device
     return times
 
 
-def build_config(args: SuiteArguments, **overrides) -> Query2LabelConfig:
+def build_config(args, **overrides) -> Query2LabelConfig:
     settings = {"label_groups": args.label_groups, "fast_cpu_inference": args.fast_cpu_inference}
     if args.image_size:
         settings["image_size"] = args.image_size
@@ -115,19 +77,19 @@ def build_config(args: SuiteArguments, **overrides) -> Query2LabelConfig:
     return variant_config(args.variant, **settings)
 
 
-def autocast_context(args: SuiteArguments, device: torch.device):
+def autocast_context(args, device: torch.device):
     if args.autocast is None:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=DTYPES[args.autocast])
 
 
-def build_model(config: Query2LabelConfig, args: SuiteArguments, seed: int = 0):
+def build_model(config: Query2LabelConfig, args, seed: int = 0):
     torch.manual_seed(seed)
     model = Query2LabelForMultiLabelClassification(config).eval()
     return model.to(args.device, DTYPES[args.dtype])
 
 
-def inference_timings(model, args: SuiteArguments, image_size: int) -> dict:
+def inference_timings(model, args, image_size: int) -> dict:
     """Latency (s per batch) and throughput (images/s) of each batch size; backbone and head times at the largest."""
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
@@ -153,7 +115,7 @@ def head_forward(model, features: torch.Tensor) -> torch.Tensor:
     return model.classifier(model.model.decode(features).last_hidden_state)
 
 
-def training_step(model, args: SuiteArguments, image_size: int) -> dict:
+def training_step(model, args, image_size: int) -> dict:
     """Throughput of forward, backward and AdamW step, and the peak memory: on CUDA the allocator's peak during the
     steps, on CPU the process's peak resident memory so far (measure training first for a meaningful number)."""
     device = torch.device(args.device)
@@ -183,11 +145,11 @@ def training_step(model, args: SuiteArguments, image_size: int) -> dict:
     return {"batch": batch, "step_s": seconds, "images_per_s": batch / seconds, "peak_memory_mib": peak, "peak_memory_kind": kind}
 
 
-def onnxruntime_timings(path: str, args: SuiteArguments, image_size: int) -> dict:
+def onnxruntime_timings(path: str, args, image_size: int) -> dict:
     """Latency and throughput of onnxruntime (CPU) on the ONNX file at each batch size."""
     import numpy as np
 
-    from ..hub.onnx_export import onnx_session
+    from ..export.onnx import onnx_session
 
     session = onnx_session(path, args.threads or torch.get_num_threads())
     results = {}
@@ -199,7 +161,7 @@ def onnxruntime_timings(path: str, args: SuiteArguments, image_size: int) -> dic
     return results
 
 
-def label_sweep(args: SuiteArguments, image_size: int) -> dict:
+def label_sweep(args, image_size: int) -> dict:
     """Head time (backbone features given) at each label count, one query per label and with `sweep_groups`."""
     device = torch.device(args.device)
     batch = max(args.batch_sizes)
@@ -221,7 +183,7 @@ def label_sweep(args: SuiteArguments, image_size: int) -> dict:
     return results
 
 
-def compare_with_official(args: SuiteArguments) -> dict:
+def compare_with_official(args) -> dict:
     """The authors' model and ours on the same converted weights, alternating run by run: latency of each, the
     ratio (official / ours: above 1 means ours is faster) and the largest logit difference."""
     from .official import build_official_model, ours_on_their_weights
@@ -251,7 +213,7 @@ def compare_with_official(args: SuiteArguments) -> dict:
     return results
 
 
-def run_suite(args: SuiteArguments) -> dict:
+def run_suite(args) -> dict:
     if args.dtype not in DTYPES or (args.autocast is not None and args.autocast not in ("float16", "bfloat16")):
         raise ValueError(f"--dtype must be one of {sorted(DTYPES)} and --autocast float16 or bfloat16.")
     if args.autocast is not None and args.dtype != "float32":

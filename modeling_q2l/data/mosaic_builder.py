@@ -2,7 +2,6 @@
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,46 +17,7 @@ from .mosaic import (
 )
 
 
-@dataclass
-class MosaicBuildArguments:
-    output_dir: str | None = field(default=None, metadata={"help": "Where to write the dataset (required)."})
-    num_train: int = field(default=4000, metadata={"help": "Number of training mosaics."})
-    num_validation: int = field(default=1000, metadata={"help": "Number of validation mosaics."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
-    fashion_mnist_dir: str | None = field(
-        default=None, metadata={"help": "Folder of the Fashion-MNIST idx files (the source without --dataset_name)."}
-    )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "A single-label dataset (Hub id or local folder) instead of Fashion-MNIST."}
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration name."})
-    dataset_split: str = field(default="train", metadata={"help": "The split the mosaics are drawn from."})
-    image_column_name: str = field(default="image", metadata={"help": "Image column of the source dataset."})
-    label_column_name: str = field(default="label", metadata={"help": "Label column (a ClassLabel) of the source."})
-    canvas_size: int = field(default=128, metadata={"help": "Side of the mosaics in pixels."})
-    min_object_size: int = field(default=16, metadata={"help": "Smallest object side in pixels."})
-    max_object_size: int = field(default=80, metadata={"help": "Largest object side in pixels."})
-    max_objects: int = field(default=4, metadata={"help": "Most objects per mosaic."})
-    varied_background_probability: float = field(
-        default=0.4,
-        metadata={"help": "Share of train/validation mosaics with a varied background (any colour, gradient or texture) and objects of any tint."},
-    )
-    outfit_probability: float = field(
-        default=0.5, metadata={"help": "Share of mosaics whose classes come from one outfit (Fashion-MNIST only)."}
-    )
-    out_of_layout_split: str | None = field(
-        default="test",
-        metadata={"help": "Source split of the out-of-layout test mosaics (Fashion-MNIST: its test split); none to skip."},
-    )
-    num_out_of_layout: int = field(
-        default=1000,
-        metadata={"help": "Out-of-layout mosaics: every background varied, any object tint, independent classes."},
-    )
-    jpeg_quality: int = field(default=85, metadata={"help": "JPEG quality."})
-    image_format: str = field(default="JPEG", metadata={"help": "JPEG (compact) or PNG (lossless)."})
-
-
-def _source(args: MosaicBuildArguments, split: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def _source(args, split: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     split = split or args.dataset_split
     if args.dataset_name is None:
         if args.fashion_mnist_dir is None:
@@ -82,7 +42,7 @@ def _source(args: MosaicBuildArguments, split: str | None = None) -> tuple[np.nd
     return images, np.asarray(dataset[args.label_column_name]), feature.names, f"{args.dataset_name} ({split} split)"
 
 
-def build_mosaic_dataset(args: MosaicBuildArguments) -> dict:
+def build_mosaic_dataset(args) -> dict:
     """Draw train and validation mosaics from disjoint parts of the source split; write parquet and a card."""
     if args.output_dir is None:
         raise ValueError("Pass --output_dir: the folder to write the dataset into.")
@@ -150,7 +110,7 @@ def mosaic_dataset_card(splits, names, source, spec, args) -> str:
 of the training mosaics. Its objects come from {args.out_of_layout_split!r} split of the source, which train and
 validation never use; every mosaic has a varied background (any colour and brightness: flat, a gradient or a smooth
 texture, with pixel noise), objects of any tint (darker than the background included), and classes drawn
-independently of each other (no outfits). Evaluate on it with `scripts/evaluate.py --split out_of_layout`.
+independently of each other (no outfits). Evaluate on it with `scripts/evaluate_model.py --split out_of_layout`.
 """
     return f"""---
 license: {licence}
@@ -193,7 +153,7 @@ from the Query2Label package ({args.image_format}{f", quality {args.jpeg_quality
 {_statistics(splits["train"], names, spec)}
 {out_of_layout}
 For the object-size analysis use area thresholds 24^2 and 48^2 pixels (`object_size_area_thresholds` above, which
-`scripts/train.py` and `scripts/evaluate.py` read): COCO's 32^2 and 96^2 leave almost no large object on a {spec.canvas_size}-pixel canvas.
+`scripts/train.py` and `scripts/evaluate_model.py` read): COCO's 32^2 and 96^2 leave almost no large object on a {spec.canvas_size}-pixel canvas.
 
 ## Source and licence
 {"Fashion-MNIST by Zalando SE (Xiao, Rasul and Vollgraf, 2017), MIT licence, from the Debian package `dataset-fashion-mnist`. The mosaics are released under the same MIT licence." if is_fashion else f"Derived from {args.dataset_name}: its licence applies."}

@@ -1,7 +1,7 @@
 """Attention figures: each predicted label's cross-attention map over the image it was computed on
 (`scripts/visualize_attention.py`, the Gradio demo). The maps come from `attention_maps.label_attention_maps`."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,23 +114,7 @@ def save_attention_figure(explained: ImageAttention, path, layer: int = -1, thro
     pyplot().close(figure)
 
 
-@dataclass
-class VisualizeArguments:
-    model: str = field(metadata={"help": "Saved model folder or Hub id (a Query2Label head)."})
-    output_dir: str = field(metadata={"help": "Folder for the figures (one PNG per image)."})
-    labels: list[str] = field(default_factory=list, metadata={"help": "Labels to draw besides the predicted ones."})
-    layer: int = field(default=-1, metadata={"help": "Decoder layer whose cross-attention is drawn (-1: the last)."})
-    per_head: bool = field(default=False, metadata={"help": "Add one row of panels per attention head."})
-    through_encoder: bool = field(
-        default=False, metadata={"help": "Carry the maps back through the encoder's self-attention (rollout)."}
-    )
-    threshold: float | None = field(
-        default=None, metadata={"help": "One threshold for every label (default: the model's per-label thresholds)."}
-    )
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: CUDA when present)."})
-
-
-def run_visualization(args: VisualizeArguments, inputs: list[str], stderr) -> tuple[list[str], int]:
+def run_visualization(args, inputs: list[str], stderr) -> tuple[list[str], int]:
     """One figure per readable image of `inputs` (files or folders) in `args.output_dir`; unreadable files are named
     on `stderr`. Returns the written paths and the exit status (1 when any image could not be drawn)."""
     paths = expand_inputs(inputs)

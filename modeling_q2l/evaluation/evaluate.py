@@ -1,75 +1,20 @@
-"""Evaluate a saved model on a dataset split (the logic behind `scripts/evaluate.py`)."""
+"""Evaluate a saved model on a dataset split (the logic behind `scripts/evaluate_model.py`)."""
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.labels import detect_label_format, parse_label_names, resolve_label_column
-from ..data.loading import load_coco_instances, load_raw_datasets, prepare_split
+from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_split
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel
 from .attention_maps import LocalizationCounts, add_image, label_attention_maps, localization_summary, upsample_maps
+from .final_report import FinalReportRequest, final_report
 from .predict import load_classifier
-from .report import (
-    area_thresholds_for,
-    boxes_by_label,
-    labels_in_model_order,
-    object_label_mapper,
-    report_for_split,
-    report_to_markdown,
-)
-from .thresholds import fit_label_thresholds
+from .report import area_thresholds_for, boxes_by_label, object_label_mapper, report_to_markdown
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EvaluationArguments:
-    model: str = field(metadata={"help": "Saved model folder or Hub id."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub id, local folder or parquet file."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    split: str = field(default="validation", metadata={"help": "Split to evaluate."})
-    coco_annotations: str | None = field(default=None, metadata={"help": "COCO instances JSON instead of a dataset."})
-    coco_image_dir: str | None = field(default=None, metadata={"help": "Image folder of --coco_annotations."})
-    image_column_name: str = field(default="image", metadata={"help": "Image column."})
-    label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: auto)."})
-    label_format: str = field(default="auto", metadata={"help": "auto, ids, names, multi_hot or objects."})
-    class_names: str | None = field(default=None, metadata={"help": "Names of integer class ids (file or list)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate the first N samples only."})
-    batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
-    threshold: float = field(
-        default=0.5, metadata={"help": "One threshold for the CP/CR/OP/OR metrics (also reported at the model's per-label thresholds)."}
-    )
-    fit_thresholds: bool = field(
-        default=False,
-        metadata={"help": "Refit the per-label thresholds on this split (F1-maximising) and save them into the model folder's config."},
-    )
-    area_thresholds: list[int] | None = field(
-        default=None,
-        metadata={"help": "Box areas splitting small/medium/large (default: the dataset card's, else COCO's 1024 9216)."},
-    )
-    skip_bad_samples: bool = field(default=False, metadata={"help": "Drop (and count) bad samples."})
-    allow_empty_labels: bool = field(default=False, metadata={"help": "Keep samples without labels."})
-    localization: bool = field(
-        default=False,
-        metadata={"help": "Also measure where the label queries look (pointing game, attention mass in boxes); needs boxes."},
-    )
-    attention_layer: int = field(default=-1, metadata={"help": "Decoder layer of the maps for --localization (-1: last)."})
-    through_encoder: bool = field(
-        default=False, metadata={"help": "Carry the maps back through the encoder's self-attention (rollout)."}
-    )
-    attention_head: int | None = field(
-        default=None, metadata={"help": "Measure one attention head's maps instead of the mean over heads."}
-    )
-    plots: str | None = field(
-        default=None, metadata={"help": "Write evaluation plots (PR curves, AP per label, mAP by size, F1 vs threshold) here."}
-    )
-    output: str | None = field(default=None, metadata={"help": "Write the report as JSON here."})
-    markdown: str | None = field(default=None, metadata={"help": "Write the Markdown tables here."})
 
 
 @torch.no_grad()
@@ -162,52 +107,41 @@ def save_label_thresholds(model_dir: str, thresholds: list[float]) -> None:
     logger.info("Saved %d fitted label thresholds into %s/config.json.", len(thresholds), model_dir)
 
 
-def _load_split(args):
-    if args.coco_annotations:
-        return load_coco_instances(args.coco_annotations, args.coco_image_dir or ".")
-    if not args.dataset_name:
-        raise ValueError("Pass --dataset_name or --coco_annotations.")
-    raw = load_raw_datasets(args.dataset_name, args.dataset_config_name)
-    if args.split not in raw:
-        raise ValueError(f"No split {args.split!r} in {args.dataset_name} (splits: {list(raw)}).")
-    return raw[args.split]
-
-
-def run_evaluation(args: EvaluationArguments) -> dict:
+def run_evaluation(args, data_args) -> dict:
+    """Evaluate `args.model` on the split `data_args` names (`--eval_split_name`, alias `--split`) through the final
+    report step that training uses; optionally refit and save the per-label thresholds, measure localisation and
+    write the plots. `args` is an `EvaluationArguments`, `data_args` the shared `DataArguments`."""
     model, processor = load_classifier(args.model, args.device)
     model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    dataset = _load_split(args)
-    if args.max_eval_samples is not None:
-        dataset = dataset.select(range(min(args.max_eval_samples, len(dataset))))
-    label_column = resolve_label_column(dataset, args.label_column_name)
-    encoder = detect_label_format(
-        dataset, label_column, parse_label_names(args.class_names), args.label_format, args.allow_empty_labels
+    dataset = load_split(data_args)
+    preparer = SplitPreparer.for_dataset(data_args, dataset)
+    split = preparer.prepare(dataset, split_name=data_args.eval_split_name)
+    request = FinalReportRequest(
+        area_thresholds=area_thresholds_for(data_args.dataset_name, data_args.area_thresholds),
+        threshold=args.threshold,
+        fit_thresholds=args.fit_thresholds,
+        extra_splits=load_extra_splits(data_args),
+        figures_dir=Path(args.plots) if args.plots else None,
     )
-    split = prepare_split(
-        dataset, encoder, args.image_column_name, label_column, skip_bad_samples=args.skip_bad_samples, split_name=args.split
-    )
-    scores = predict_scores(model, MultiLabelImageDataset(split, args.image_column_name, processor), args.batch_size)
-    label_thresholds = model.config.label_thresholds
+
+    def predict(prepared):
+        return predict_scores(model, MultiLabelImageDataset(prepared, preparer.image_column, processor), args.batch_size)
+
+    report, _ = final_report(model, processor, split, preparer, predict, request)
     if args.fit_thresholds:
-        label_thresholds = fit_label_thresholds(scores, labels_in_model_order(split, encoder, model_names))
-        save_label_thresholds(args.model, label_thresholds)
-    area_thresholds = area_thresholds_for(args.dataset_name, args.area_thresholds)
-    report = report_for_split(scores, split, encoder, model_names, area_thresholds, args.threshold, label_thresholds)
-    report.update({"model": args.model, "dataset": args.dataset_name or args.coco_annotations, "eval_split": args.split})
+        save_label_thresholds(args.model, model.config.label_thresholds)
+    report.update({"model": args.model, "dataset": dataset_description(data_args), "eval_split": data_args.eval_split_name})
     if args.fit_thresholds:
-        report["label_thresholds_fitted_on"] = f"{report['dataset']} ({args.split} split)"
+        report["label_thresholds_fitted_on"] = f"{report['dataset']} ({data_args.eval_split_name} split)"
+    if args.plots:
+        report["plots"] = report.pop("figures")
     markdown = report_to_markdown(report)
     if args.localization:
         report["localization"] = localization_for_split(
-            model, processor, split, encoder, args.image_column_name, model_names, args.attention_layer,
+            model, processor, split, preparer.encoder, preparer.image_column, model_names, args.attention_layer,
             args.through_encoder, args.batch_size, head=args.attention_head,
         )
         markdown += "\n\n" + localization_markdown(report["localization"])
-    if args.plots:
-        from .plots import write_evaluation_plots
-
-        labels = labels_in_model_order(split, encoder, model_names)
-        report["plots"] = write_evaluation_plots(args.plots, scores, labels, model_names, report, label_thresholds)
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2))
     if args.markdown:

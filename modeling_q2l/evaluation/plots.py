@@ -1,4 +1,4 @@
-"""Evaluation plots (`scripts/evaluate.py --plots DIR`): precision-recall curves, AP per label, mAP by object size,
+"""Evaluation plots (`scripts/evaluate_model.py --plots DIR`): precision-recall curves, AP per label, mAP by object size,
 F1 against the threshold with the per-label thresholds marked. PNG files written with matplotlib's Agg backend."""
 
 from pathlib import Path

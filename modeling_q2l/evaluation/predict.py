@@ -4,7 +4,8 @@ import csv
 import io
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -15,32 +16,6 @@ from ..data.loading import open_image
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-@dataclass
-class PredictArguments:
-    model: str = field(metadata={"help": "Saved model folder or Hub id."})
-    threshold: float | None = field(
-        default=None, metadata={"help": "One probability threshold for every label (default: the model's per-label thresholds, else 0.5)."}
-    )
-    thresholds: str | None = field(default=None, metadata={"help": "JSON file {label: threshold} overriding single labels."})
-    format: str = field(default="json", metadata={"help": "json or csv."})
-    batch_size: int = field(default=16, metadata={"help": "Images per forward pass."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
-
-
-def parse_arguments_and_inputs(dataclass_type, argv=None):
-    """Options into `dataclass_type` (HfArgumentParser) and the image files and folders given after them; a missing
-    input or an unknown option stops the script with a message saying so."""
-    from transformers import HfArgumentParser
-
-    args, inputs = HfArgumentParser(dataclass_type).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    if not inputs:
-        raise SystemExit("Give at least one image file or folder after the options.")
-    unknown_options = [value for value in inputs if value.startswith("--")]
-    if unknown_options:
-        raise SystemExit(f"Unknown options: {unknown_options}.")
-    return args, inputs
 
 
 def default_device() -> str:
@@ -101,35 +76,63 @@ def open_for_prediction(path: Path) -> Image.Image:
         raise ValueError(f"{path}: cannot read the image ({error})") from error
 
 
-@torch.no_grad()
-def predict_files(model, processor, paths, thresholds: torch.Tensor, batch_size: int = 16, progress: bool = False):
-    """For each readable image, the labels whose probability reaches their threshold, with scores, best first.
+def file_sources(paths) -> list[tuple[str, Callable[[], Image.Image]]]:
+    """(name, opener) of each image file: the opener raises ValueError naming an unreadable file."""
+    return [(str(path), partial(open_for_prediction, Path(path))) for path in paths]
 
-    Returns (results, failures): failures are messages naming each unreadable file and why; the other files are
-    still predicted."""
+
+def split_sources(dataset, image_column: str, split_name: str) -> list[tuple[str, Callable[[], Image.Image]]]:
+    """(name, opener) of each row of a dataset split, named `split[index]`; images are decoded as they are read."""
+    from datasets import Image as ImageFeature
+
+    if image_column not in dataset.features:
+        raise ValueError(f"No column {image_column!r} in the {split_name} split (columns: {list(dataset.features)}); pass --image_column_name.")
+    raw = dataset.cast_column(image_column, ImageFeature(decode=False))
+
+    def opener(index: int) -> Image.Image:
+        try:
+            return open_image(raw[index][image_column])
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"{split_name}[{index}]: cannot read the image ({error})") from error
+
+    return [(f"{split_name}[{index}]", partial(opener, index)) for index in range(len(raw))]
+
+
+@torch.no_grad()
+def predict_images(model, processor, sources, thresholds: torch.Tensor, batch_size: int = 16, progress: bool = False):
+    """For each readable image of `sources` ((name, opener) pairs), the labels whose probability reaches their
+    threshold, with scores, best first.
+
+    Returns (results, failures): failures are messages naming each unreadable image and why; the others are still
+    predicted."""
     from tqdm.auto import tqdm
 
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     device = next(model.parameters()).device
     results, failures = [], []
-    with tqdm(total=len(paths), unit="image", desc="Predicting", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
+    with tqdm(total=len(sources), unit="image", desc="Predicting", disable=not progress) as bar:
+        for start in range(0, len(sources), batch_size):
             chunk, images = [], []
-            for path in paths[start : start + batch_size]:
+            for name, opener in sources[start : start + batch_size]:
                 try:
-                    images.append(open_for_prediction(Path(path)))
-                    chunk.append(path)
+                    images.append(opener())
+                    chunk.append(name)
                 except ValueError as error:
                     failures.append(str(error))
             if images:
                 pixels = processor(images, return_tensors="pt")["pixel_values"].to(device, model.dtype)
                 probabilities = torch.sigmoid(model(pixel_values=pixels).logits.float()).cpu()
-                for path, row in zip(chunk, probabilities):
+                for name, row in zip(chunk, probabilities):
                     order = torch.argsort(row, descending=True).tolist()
                     kept = [{"label": names[i], "score": round(float(row[i]), 6)} for i in order if row[i] >= thresholds[i]]
-                    results.append({"image": str(path), "labels": kept})
-            bar.update(len(paths[start : start + batch_size]))
+                    results.append({"image": name, "labels": kept})
+            bar.update(len(sources[start : start + batch_size]))
     return results, failures
+
+
+def predict_files(model, processor, paths, thresholds: torch.Tensor, batch_size: int = 16, progress: bool = False):
+    """`predict_images` of image files."""
+    return predict_images(model, processor, file_sources(paths), thresholds, batch_size, progress)
 
 
 def format_predictions(results: list[dict], output_format: str) -> str:
@@ -146,20 +149,31 @@ def format_predictions(results: list[dict], output_format: str) -> str:
     raise ValueError(f"--format must be json or csv, got {output_format!r}.")
 
 
-def run_prediction(args: PredictArguments, inputs: list[str], stdout, stderr) -> int:
-    """Predict every image of `inputs`; write the answers to `stdout` and each unreadable file to `stderr`.
-    Returns the exit status: 1 when any file could not be predicted."""
+def run_prediction(args, inputs: list[str], stdout, stderr, data_args=None) -> int:
+    """Predict every image of `inputs` (files and folders), or with `data_args.dataset_name` every image of the split
+    `data_args` names (`--eval_split_name`, alias `--split`; read through `data.splits.load_split`); write the answers to
+    `stdout` and each unreadable image to `stderr`. Returns the exit status: 1 when any image could not be predicted."""
     if args.format not in ("json", "csv"):
         raise ValueError(f"--format must be json or csv, got {args.format!r}.")
-    paths = expand_inputs(inputs)
-    if not paths:
-        raise ValueError(f"No image files in {inputs}.")
+    from_dataset = data_args is not None and bool(data_args.dataset_name or data_args.coco_annotations or data_args.coco_eval_annotations)
+    if from_dataset and inputs:
+        raise ValueError(f"Give image files and folders or --dataset_name, not both (got {inputs} and {data_args.dataset_name}).")
+    if from_dataset:
+        from ..data.splits import load_split
+
+        sources = split_sources(load_split(data_args), data_args.image_column_name, data_args.eval_split_name)
+    else:
+        if not inputs:
+            raise ValueError("Give at least one image file or folder after the options, or --dataset_name.")
+        sources = file_sources(expand_inputs(inputs))
+    if not sources:
+        raise ValueError(f"No images in {inputs or data_args.dataset_name}.")
     model, processor = load_classifier(args.model, args.device)
     thresholds = label_thresholds(model.config, args.threshold, args.thresholds)
-    results, failures = predict_files(model, processor, paths, thresholds, args.batch_size, progress=True)
+    results, failures = predict_images(model, processor, sources, thresholds, args.batch_size, progress=True)
     stdout.write(format_predictions(results, args.format) + "\n")
     for failure in failures:
         stderr.write(f"error: {failure}\n")
     if failures:
-        stderr.write(f"{len(failures)} of {len(paths)} images could not be predicted.\n")
+        stderr.write(f"{len(failures)} of {len(sources)} images could not be predicted.\n")
     return 1 if failures else 0

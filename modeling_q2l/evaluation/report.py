@@ -1,6 +1,6 @@
 """Evaluation reports: every metric, per-label AP and mAP by object size, as JSON-ready dicts and Markdown.
 
-Training (`training.main`) and `scripts/evaluate.py` both build their report with `report_for_split`, so they
+Training (`training.main`) and `scripts/evaluate_model.py` both build their report with `report_for_split`, so they
 agree on label order and on the object-size convention of the dataset (`area_thresholds_for`).
 """
 

@@ -1,7 +1,7 @@
 """Model cards for Query2Label models, built with `huggingface_hub.ModelCard`.
 
 Numbers have two sources and each says which: the paper's (labelled "reported by the paper") and ours, which come
-only from `scripts/evaluate.py` / `scripts/train.py` reports and name the data they were measured on.
+only from `scripts/evaluate_model.py` / `scripts/train.py` reports and name the data they were measured on.
 """
 
 from dataclasses import dataclass, field
@@ -30,7 +30,7 @@ MEASURED_KEYS = ("mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_to
 @dataclass
 class CardContent:
     """What a Query2Label card says. `paper_results`: rows of {dataset, metric, value} reported by the paper;
-    `measured`: a report of `scripts/evaluate.py` (or train.py's `eval_results.json`) and `measured_on` its data."""
+    `measured`: a report of `scripts/evaluate_model.py` (or train.py's `eval_results.json`) and `measured_on` its data."""
 
     model_name: str
     repo_id: str
@@ -113,7 +113,7 @@ def _eval_results(content: CardContent) -> list[EvalResult]:
 def _measured_section(content: CardContent) -> str:
     if not content.measured:
         return (
-            "No numbers have been measured with this package for this checkpoint yet: run `scripts/evaluate.py` and "
+            "No numbers have been measured with this package for this checkpoint yet: run `scripts/evaluate_model.py` and "
             "publish with `--eval_results` to add them."
         )
     report = content.measured
@@ -283,23 +283,31 @@ def _is_hub_id(name: str | None) -> bool:
     return bool(name) and not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/", "~"))
 
 
-def _pretrained_backbone_id(config, report: dict) -> str | None:
-    """The Hub id of the timm weights the backbone started from, when it started from pretrained ones."""
-    source = report.get("backbone_weights") or ""
-    if config.backbone_config is not None or not source or source.startswith(("random initialisation", "fine-tuned from")):
-        return None
-    import timm
+@dataclass
+class TrainingSummary:
+    """What a training run actually did, in the card's words: built by the training job from the options it ran
+    with, so the card never describes a default the run did not use."""
 
-    try:
-        pretrained = timm.models.get_pretrained_cfg(config.backbone)
-    except Exception:  # noqa: BLE001 (an architecture timm has no weights for)
-        return None
-    return getattr(pretrained, "hf_hub_id", None)
+    dataset_name: str | None
+    eval_split_name: str
+    is_embedded_demo: bool  # the repository's Fashion-MNIST mosaics
+    backbone: str  # e.g. "`tf_efficientnet_lite0` (timm)"
+    schedule: str  # epochs or steps, batch, optimizer, learning-rate schedule
+    loss: str
+    augmentation: str
+    ema: str
+    backbone_weights: str  # where the backbone's weights came from
+    base_model: str | None  # the Hub id of the pretrained backbone weights, when the run started from them
+    saved_weights: str  # regular or EMA
+    label_transfer: dict | None = None  # {"source", "matched", "new", "dropped"} of a fine-tuning run
+    frozen: str | None = None  # what of the backbone was frozen, in words
+    hub_model_id: str | None = None
 
 
-def _transfer_sentence(transfer: dict | None, model_args) -> str:
+def _transfer_sentence(summary: TrainingSummary) -> str:
     """What a fine-tuning run did with each label of the model it started from, and what it froze."""
     text = ""
+    transfer = summary.label_transfer
     if transfer:
         matched = ", ".join(f"{new} (from {old})" if new != old else new for new, old in transfer["matched"].items())
         text += (
@@ -307,19 +315,15 @@ def _transfer_sentence(transfer: dict | None, model_args) -> str:
             f"{matched or 'none'}; new labels, initialised afresh: {', '.join(transfer['new']) or 'none'}; labels of "
             f"{transfer['source']} dropped: {', '.join(transfer['dropped']) or 'none'}."
         )
-    if getattr(model_args, "freeze_backbone", False):
-        text += " The backbone was frozen: only the Query2Label head was trained."
-    elif getattr(model_args, "frozen_backbone_stages", None) is not None:
-        text += f" The backbone's stem and first {model_args.frozen_backbone_stages} stages were frozen."
+    if summary.frozen:
+        text += f" {summary.frozen}"
     return text
 
 
-def training_model_card(config, report: dict, model_args, data_args, training_args) -> ModelCard:
+def training_model_card(config, report: dict, summary: TrainingSummary) -> ModelCard:
     """The card `scripts/train.py` writes next to the weights it saves."""
-    from ..data.mosaic import is_fashion_mnist_mosaic
-
-    is_embedded = is_fashion_mnist_mosaic(data_args.dataset_name)
-    dataset = "the embedded Fashion-MNIST mosaic set (validation split)" if is_embedded else f"{data_args.dataset_name} ({data_args.eval_split_name} split)"
+    is_embedded = summary.is_embedded_demo
+    dataset = "the embedded Fashion-MNIST mosaic set (validation split)" if is_embedded else f"{summary.dataset_name} ({summary.eval_split_name} split)"
     head = (
         f"the Query2Label head (hidden size {config.hidden_size}, {config.encoder_layers} encoder and {config.decoder_layers} "
         f"decoder layers, {config.num_attention_heads} heads, feed-forward {config.intermediate_size}); one learnable "
@@ -329,23 +333,17 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
     )
     labels = ", ".join(config.id2label.values())
     content = CardContent(
-        model_name=f"Query2Label {config.backbone} {config.image_size}px" + (" (Fashion-MNIST mosaics demo)" if is_embedded else ""),
-        repo_id=training_args.hub_model_id or "ORG/MODEL",
+        model_name=f"Query2Label {config.backbone or config.backbone_config.model_type} {config.image_size}px" + (" (Fashion-MNIST mosaics demo)" if is_embedded else ""),
+        repo_id=summary.hub_model_id or "ORG/MODEL",
         summary=(
             f"A multi-label image classifier over {config.num_labels} labels ({labels}), trained with this package's "
             f"`scripts/train.py`."
             + (" It is a small demonstration model: the images are synthetic mosaics of Fashion-MNIST garments." if is_embedded else "")
         ),
-        architecture=f"Backbone `{config.backbone}` (timm) at {config.image_size} x {config.image_size} px, {head}.",
+        architecture=f"Backbone {summary.backbone} at {config.image_size} x {config.image_size} px, {head}.",
         training=(
-            f"{training_args.num_train_epochs:g} epochs, batch {training_args.per_device_train_batch_size} per device, AdamW "
-            f"(weight decay {training_args.weight_decay}), one-cycle schedule with peak learning rate {training_args.learning_rate}, "
-            f"loss `{model_args.loss}` (gamma_neg {model_args.gamma_neg}, gamma_pos {model_args.gamma_pos}, clip {model_args.clip}"
-            + (", adaptive asymmetry" if model_args.adaptive_asymmetry else "")
-            + f"), RandAugment {'on' if data_args.randaugment else 'off'}, cutout probability {data_args.cutout_probability}, "
-            f"EMA decay {model_args.ema_decay or 'off'}. Backbone weights: {report.get('backbone_weights')}. "
-            f"Saved weights: {report.get('weights')}."
-            + _transfer_sentence(report.get("label_transfer"), model_args)
+            f"{summary.schedule}, loss {summary.loss}, {summary.augmentation}, {summary.ema}. Backbone weights: "
+            f"{summary.backbone_weights}. Saved weights: {summary.saved_weights}." + _transfer_sentence(summary)
         ),
         limitations=(
             "Trained on synthetic 128-pixel mosaics of 28-pixel grayscale garments: it does not transfer to photographs. "
@@ -354,11 +352,11 @@ def training_model_card(config, report: dict, model_args, data_args, training_ar
             else "Scores are calibrated only on the training distribution; choose per-label thresholds on held-out data."
         ),
         license="mit" if is_embedded else "apache-2.0",
-        datasets=[data_args.dataset_name] if _is_hub_id(data_args.dataset_name) else [],
-        base_model=_pretrained_backbone_id(config, report),
+        datasets=[summary.dataset_name] if _is_hub_id(summary.dataset_name) else [],
+        base_model=summary.base_model,
         measured=report,
         measured_on=dataset,
-        measured_dataset_id="fashion-mnist-mosaic" if is_embedded else data_args.dataset_name,
+        measured_dataset_id="fashion-mnist-mosaic" if is_embedded else summary.dataset_name,
         figures=report.get("figures") or {},
     )
     return render_card(content)
@@ -379,13 +377,13 @@ CONVERSION_CHECKS = {
 COCO_2014 = {"dataset": "MS-COCO 2014 (val2014, 40,504 images)", "dataset_id": "coco-2014", "split": "validation"}
 
 
-def _provenance(variant) -> str:
-    if not variant.official_weights:
+def _provenance(variant, facts) -> str:
+    if not facts.official_weights:
         return (
             "The authors have not published weights for this variant: this card describes its configuration "
-            f"(`modeling_q2l.variant_config(\"{variant.name}\")`) and quotes the paper's number. Making the weights "
+            f"(`modeling_q2l.create_model(\"{variant.name}\")`) and quotes the paper's number. Making the weights "
             f"needs a training run on MS-COCO 2014 with the official recipe below at {variant.image_size} px (from the "
-            f"pretrained {variant.backbone_name}, or from a published 448 px release), then `scripts/evaluate.py` on "
+            f"pretrained {facts.backbone_name}, or from a published 448 px release), then `scripts/evaluate_model.py` on "
             "val2014 for the numbers."
         )
     family = "resnet" if variant.official_backbone.startswith("resnet") else "cvt" if variant.official_backbone.startswith("CvT") else "other"
@@ -395,8 +393,13 @@ def _provenance(variant) -> str:
     )
 
 
-def variant_card(variant, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
-    """The card of a paper variant (see `presets.VARIANTS`), with this package's measured results when given."""
+def variant_card(name: str, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
+    """The card of a paper variant (`modeling_q2l.list_variants()`), with this package's measured results when given:
+    its architecture from `zoo.variants`, what is known of its weights from `zoo.pretrained`."""
+    from ..zoo.pretrained import get_pretrained_facts
+    from ..zoo.variants import get_variant
+
+    variant, facts = get_variant(name), get_pretrained_facts(name)
     head = (
         f"hidden size {variant.hidden_size} (the backbone's channels, no input projection), 1 encoder and 2 decoder "
         "layers, 4 heads, feed-forward 8192, post-norm, no self-attention among label queries"
@@ -405,12 +408,12 @@ def variant_card(variant, repo_id: str, measured: dict | None = None, measured_o
         model_name=variant.name,
         repo_id=repo_id,
         summary=(
-            f"Query2Label with a {variant.backbone_name} backbone ({variant.pretraining} pretraining) at "
+            f"Query2Label with a {facts.backbone_name} backbone ({facts.pretraining} pretraining) at "
             f"{variant.image_size} x {variant.image_size} px, for multi-label classification of the 80 MS-COCO object "
-            f"categories. {_provenance(variant)}"
+            f"categories. {_provenance(variant, facts)}"
         ),
         architecture=(
-            f"{variant.backbone_name} computes a feature map (stride {16 if 'CvT' in variant.name else 32}); a DETR-style "
+            f"{facts.backbone_name} computes a feature map (stride {16 if 'CvT' in variant.name else 32}); a DETR-style "
             f"transformer ({head}) lets one learnable query per label cross-attend to it, with 2-D sine positional "
             "encodings computed for the actual input size; a per-label linear layer (GroupWiseLinear) turns each "
             "query into a logit. `output_attentions=True` returns where each label looks (`cross_attentions`)."
@@ -423,14 +426,34 @@ def variant_card(variant, repo_id: str, measured: dict | None = None, measured_o
         limitations=(
             "Trained on MS-COCO: 80 everyday object categories, photographs; other domains and label sets need "
             "fine-tuning. Scores are independent per label; the pipeline keeps the labels that reach their thresholds "
-            "(0.5 unless per-label thresholds fitted on held-out data are saved in the config: `scripts/evaluate.py "
+            "(0.5 unless per-label thresholds fitted on held-out data are saved in the config: `scripts/evaluate_model.py "
             "--fit_thresholds`). Inputs are square-resized as in training."
         ),
-        license="mit",
-        base_model=variant.base_model,
-        paper_results=[{**COCO_2014, "metric": "mAP (reported by the paper)", "value": variant.paper_coco_map}],
+        license=facts.license,
+        base_model=facts.base_model,
+        paper_results=[{**COCO_2014, "metric": "mAP (reported by the paper)", "value": facts.paper_coco_map}],
         measured=measured,
         measured_on=measured_on,
         measured_dataset_id=measured_dataset_id,
     )
     return render_card(content)
+
+
+def variant_repo_name(name: str) -> str:
+    """The Hub repository name of a variant's card, e.g. `q2l-r101-448-coco`."""
+    return name.lower() + "-coco"
+
+
+def write_variant_cards(output_dir, repo_namespace: str = "ORG") -> list:
+    """`output_dir/<variant>.md` for every paper variant; returns the paths."""
+    from pathlib import Path
+
+    from ..zoo.registry import list_variants
+
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in list_variants():
+        variant_card(name, f"{repo_namespace}/{variant_repo_name(name)}").save(output / f"{name}.md")
+        paths.append(output / f"{name}.md")
+    return paths

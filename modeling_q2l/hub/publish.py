@@ -11,7 +11,6 @@
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, get_token
@@ -34,35 +33,6 @@ def code_files() -> list[Path]:
     for name in ENTRY_FILES:
         files.update(Path(path) for path in get_relative_import_files(str(MODEL_DIR / name)))
     return sorted(files)
-
-
-@dataclass
-class PublishArguments:
-    model: str = field(metadata={"help": "The model folder to publish (from train.py or the converter)."})
-    repo_id: str = field(metadata={"help": "Hub repository, e.g. ORG/q2l-resnet101-448-coco."})
-    variant: str | None = field(default=None, metadata={"help": "Paper variant whose card template to use."})
-    eval_results: str | None = field(default=None, metadata={"help": "Report of scripts/evaluate.py (JSON)."})
-    measured_on: str | None = field(
-        default=None, metadata={"help": "Words for the data the results were measured on (default: from the report)."}
-    )
-    private: bool = field(default=False, metadata={"help": "Create a private repository."})
-    revision: str | None = field(default=None, metadata={"help": "Branch to upload to (created if missing)."})
-    commit_message: str = field(default="Upload Query2Label model", metadata={"help": "Commit message."})
-    dry_run: str | None = field(default=None, metadata={"help": "Write the repository folder here; upload nothing."})
-    baseline_results: str | None = field(
-        default=None,
-        metadata={"help": "Another run's eval_results.json (e.g. the global-average-pooling baseline) to compare with in the card."},
-    )
-    baseline_name: str = field(
-        default="global-average-pooling baseline", metadata={"help": "What --baseline_results is, in the card's words."}
-    )
-    onnx: bool = field(
-        default=False, metadata={"help": "Also export the model to ONNX (model.onnx, checked against PyTorch) into the folder."}
-    )
-    space: str | None = field(
-        default=None,
-        metadata={"help": "Also build a Gradio Space running the model (its repo id, ORG/NAME); with --dry_run DIR it is written to DIR-space."},
-    )
 
 
 class PublishError(ValueError):
@@ -94,18 +64,16 @@ def check_report_labels(report: dict, config: dict) -> None:
     if sorted(reported) != sorted(model_labels):
         raise PublishError(
             f"The evaluation results are for labels {sorted(reported)[:8]}... but the model predicts "
-            f"{sorted(model_labels)[:8]}...: evaluate this model with scripts/evaluate.py."
+            f"{sorted(model_labels)[:8]}...: evaluate this model with scripts/evaluate_model.py."
         )
 
 
-def build_card(args: PublishArguments, model_dir: Path, config: dict, report: dict | None) -> ModelCard:
+def build_card(args, model_dir: Path, config: dict, report: dict | None) -> ModelCard:
     measured_on = args.measured_on or (report or {}).get("dataset")
     if report is not None and measured_on:
         measured_on = f"{measured_on} ({report.get('eval_split', 'evaluation')} split)"
     if args.variant is not None:
-        from .presets import get_variant
-
-        return variant_card(get_variant(args.variant), args.repo_id, report, measured_on, (report or {}).get("dataset"))
+        return variant_card(args.variant, args.repo_id, report, measured_on, (report or {}).get("dataset"))
     existing = model_dir / "README.md"
     if existing.is_file():
         text = existing.read_text(encoding="utf-8").replace("ORG/MODEL", args.repo_id)
@@ -113,7 +81,7 @@ def build_card(args: PublishArguments, model_dir: Path, config: dict, report: di
             card = ModelCard(text)
         except Exception as error:  # YAML or metadata errors, in huggingface_hub's words
             raise PublishError(f"The model card {existing} does not parse: {error}.") from error
-        if report is not None:  # the card of the training run, with the results of scripts/evaluate.py
+        if report is not None:  # the card of the training run, with the results of scripts/evaluate_model.py
             card = replace_measured_results(card, report, measured_on)
         return card
     labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
@@ -148,7 +116,7 @@ def validate_card(card_path: Path) -> ModelCard:
     return card
 
 
-def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
+def assemble_repository(args, output_dir: Path) -> Path:
     """Write the repository folder for `args.model` into `output_dir` and validate it."""
     model_dir = Path(args.model)
     if not model_dir.is_dir():
@@ -176,7 +144,7 @@ def assemble_repository(args: PublishArguments, output_dir: Path) -> Path:
     for path in code_files():
         shutil.copy2(path, output_dir / path.name)
     if args.onnx:
-        from .onnx_export import export_saved_model
+        from ..export.onnx import export_saved_model
 
         export_saved_model(model_dir, output_dir / "model.onnx")
     if (model_dir / "figures").is_dir():  # the training run's plots, which its card shows
@@ -239,14 +207,14 @@ def push_folder(
     return str(url)
 
 
-def upload(args: PublishArguments, folder: Path, api: HfApi | None = None) -> str:
+def upload(args, folder: Path, api: HfApi | None = None) -> str:
     return push_folder(folder, args.repo_id, args.private, args.revision, args.commit_message, api=api)
 
 
-def publish(args: PublishArguments) -> str:
+def publish(args) -> str:
     """Dry run: write and validate the folder, return its path. Otherwise also upload, return the repo URL."""
     if args.variant is not None:
-        from .presets import get_variant
+        from ..zoo.variants import get_variant
 
         get_variant(args.variant)  # fail before any work on an unknown name
     if args.space is not None and args.space.count("/") != 1:

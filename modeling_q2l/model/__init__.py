@@ -15,6 +15,8 @@ from .modeling_query2label import (
     Query2LabelModel,
     Query2LabelModelOutput,
     Query2LabelPreTrainedModel,
+    match_labels,
+    model_class_for,
 )
 from .pipeline_query2label import Query2LabelImageClassificationPipeline
 
@@ -31,4 +33,6 @@ __all__ = [
     "Query2LabelModelOutput",
     "Query2LabelPreTrainedModel",
     "image_averaged_loss",
+    "match_labels",
+    "model_class_for",
 ]

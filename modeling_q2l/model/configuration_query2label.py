@@ -30,7 +30,8 @@ QUERY2LABEL_PIPELINES = {
 }
 
 _ACTIVATIONS = ("relu", "gelu", "glu", "silu")
-_CLASSIFIER_HEADS = {
+# `classifier_head` -> the class that serves it; `modeling_query2label.model_class_for` reads the same table.
+CLASSIFIER_HEADS = {
     "query2label": "modeling_query2label.Query2LabelForMultiLabelClassification",
     "global_average_pooling": "modeling_query2label.Query2LabelBaselineForMultiLabelClassification",
 }
@@ -51,7 +52,7 @@ class Query2LabelConfig(PreTrainedConfig):
             Name of a timm architecture. The model uses its last feature map (`features_only=True`,
             `out_indices=(-1,)` unless `backbone_kwargs` says otherwise). Ignored when `backbone_config` is set.
             The backbone is built with random weights; load pretrained weights with
-            `modeling_q2l.hub.pretrained_backbones.load_pretrained_backbone`.
+            `modeling_q2l.zoo.backbone_weights.load_pretrained_backbone`.
         backbone_kwargs (`dict`, *optional*):
             Extra keyword arguments for `timm.create_model`, for instance `{"output_stride": 16}` for a denser
             feature map or `{"out_indices": [3]}` for an earlier stage. `{"features_only": False}` builds the whole
@@ -230,8 +231,8 @@ class Query2LabelConfig(PreTrainedConfig):
             raise ValueError(f"activation_function must be one of {_ACTIVATIONS}, got {self.activation_function!r}.")
         if self.decoder_layers < 1:
             raise ValueError("decoder_layers must be at least 1: the label queries are read from the decoder.")
-        if self.classifier_head not in _CLASSIFIER_HEADS:
-            raise ValueError(f"classifier_head must be one of {sorted(_CLASSIFIER_HEADS)}, got {self.classifier_head!r}.")
+        if self.classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(f"classifier_head must be one of {sorted(CLASSIFIER_HEADS)}, got {self.classifier_head!r}.")
         if self.label_thresholds is not None:
             self.label_thresholds = [float(value) for value in self.label_thresholds]
             if not all(0.0 <= value <= 1.0 for value in self.label_thresholds):
@@ -241,7 +242,7 @@ class Query2LabelConfig(PreTrainedConfig):
         self.custom_pipelines = custom_pipelines
         auto_map = dict(QUERY2LABEL_AUTO_MAP)
         auto_map.update(kwargs.pop("auto_map", None) or {})
-        auto_map["AutoModelForImageClassification"] = _CLASSIFIER_HEADS[self.classifier_head]
+        auto_map["AutoModelForImageClassification"] = CLASSIFIER_HEADS[self.classifier_head]
         self.auto_map = auto_map
         super().__post_init__(**kwargs)
         if self.label_groups is not None and not 1 <= self.label_groups <= self.num_labels:
@@ -268,14 +269,6 @@ class Query2LabelConfig(PreTrainedConfig):
     def query_of_label(self, label: int) -> int:
         """The decoder query that decodes `label` (itself without groups)."""
         return label // self.labels_per_query
-
-
-def _ships_the_pipeline():
-    """`save_pretrained` copies the files this module imports relatively: the pipeline that `custom_pipelines` names
-    travels with every saved config (imported here only, so loading a config stays light)."""
-    from .pipeline_query2label import Query2LabelImageClassificationPipeline
-
-    return Query2LabelImageClassificationPipeline
 
 
 __all__ = ["Query2LabelConfig"]

@@ -9,11 +9,15 @@ siblings (`from .x import y`).
 
 import contextlib
 import math
+import os
+import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -22,7 +26,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
-from .configuration_query2label import Query2LabelConfig
+from .configuration_query2label import CLASSIFIER_HEADS, Query2LabelConfig
 
 
 @dataclass
@@ -137,21 +141,69 @@ def _replace_gelu(module: nn.Module, activation: str) -> None:
             _replace_gelu(child, activation)
 
 
+_BUILDING_REFERENCE = threading.local()  # set only in the thread that builds a reference backbone
+
+
+def _parameter_on_meta(module: nn.Module, name: str, parameter: nn.Parameter | None) -> nn.Parameter | None:
+    """torch's parameter-registration hook: while this thread builds a reference, parameters go to the meta device."""
+    if parameter is None or not getattr(_BUILDING_REFERENCE, "active", False):
+        return None  # keep the parameter as it is
+    return nn.Parameter(parameter.to("meta"), requires_grad=parameter.requires_grad)
+
+
 @contextlib.contextmanager
 def _parameters_on_meta():
-    """Build modules with their parameters on the meta device but real buffers: a cheap way to recompute buffers."""
-    register_parameter = nn.Module.register_parameter
-
-    def register_on_meta(module, name, parameter):
-        register_parameter(module, name, parameter)
-        if parameter is not None:
-            module._parameters[name] = nn.Parameter(parameter.to("meta"), requires_grad=parameter.requires_grad)
-
-    nn.Module.register_parameter = register_on_meta
+    """Build modules with their parameters on the meta device but real buffers: a cheap way to recompute buffers.
+    Uses torch's registration hook (no patched torch function) and acts in this thread only: other threads building
+    models meanwhile keep their parameters."""
+    handle = register_module_parameter_registration_hook(_parameter_on_meta)
+    _BUILDING_REFERENCE.active = True
     try:
         yield
     finally:
-        nn.Module.register_parameter = register_parameter
+        _BUILDING_REFERENCE.active = False
+        handle.remove()
+
+
+def normalise_label(name: str) -> str:
+    """`"Motor-Bike "` -> `"motorbike"`: how label names are matched."""
+    return re.sub(r"[\W_]+", "", str(name).lower())
+
+
+def match_labels(new_labels: list[str], current_labels: list[str], mapping: dict[str, str] | None = None) -> dict:
+    """Pair each new label with a current one, through `mapping` {new: current} first, else by normalised name:
+    {"matched": {new: current}, "new": [unmatched new labels], "dropped": [current labels nothing matched]}."""
+    mapping = dict(mapping or {})
+    unknown_keys = sorted(set(mapping) - set(new_labels))
+    unknown_values = sorted(set(mapping.values()) - set(current_labels))
+    if unknown_keys or unknown_values:
+        raise ValueError(
+            "The label mapping maps new labels (keys) to labels of the model (values): "
+            + (f"{unknown_keys} are not among the new labels {list(new_labels)}; " if unknown_keys else "")
+            + (f"{unknown_values} are not labels of the model {current_labels}." if unknown_values else "")
+        )
+    by_name = {}
+    for name in current_labels:
+        by_name.setdefault(normalise_label(name), name)
+    matched, new = {}, []
+    for name in new_labels:
+        source = mapping.get(name) or by_name.get(normalise_label(name))
+        if source is None:
+            new.append(name)
+        else:
+            matched[name] = source
+    used = set(matched.values())
+    return {"matched": matched, "new": new, "dropped": [name for name in current_labels if name not in used]}
+
+
+class _ParameterNames:
+    """What timm's `group_parameters` reads of a module: its parameter names."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def named_parameters(self):
+        return ((name, None) for name in self.names)
 
 
 class Query2LabelPreTrainedModel(PreTrainedModel):
@@ -188,12 +240,69 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -bound, bound)
             init.uniform_(module.bias, -bound, bound)
 
+    def get_backbone(self) -> "Query2LabelBackbone":
+        """The vision backbone (`.model` inside it is the timm or transformers network)."""
+        return next(module for module in self.modules() if isinstance(module, Query2LabelBackbone))
+
     def apply_backbone_freezing(self) -> None:
         """Freeze the backbone parameters that `frozen_backbone_modules` names. A new model starts frozen; call this
         after `from_pretrained`, which hands back trainable tensors (`Query2LabelTrainer` does it for you)."""
-        for module in self.modules():
-            if isinstance(module, Query2LabelBackbone):
-                module.freeze_configured_modules()
+        self.get_backbone().freeze_configured_modules()
+
+    def freeze_backbone(self, stages: int | None = None) -> list[str]:
+        """Freeze the whole backbone (`stages=None`) or its stem and first `stages` stages; see
+        `Query2LabelBackbone.freeze`. Returns the frozen parameter names (relative to the backbone network)."""
+        return self.get_backbone().freeze(stages)
+
+    def set_labels(self, labels: list[str], label_mapping: dict[str, str] | None = None) -> dict:
+        """Grow, shrink or reorder the label set in place, e.g. to fine-tune on another dataset.
+
+        Only each label's query embedding and classifier row are label-specific. A label of `labels` that matches a
+        current label (same name, case and punctuation aside, or `label_mapping` {new label: current label}) keeps
+        its rows exactly; a new label starts as a new model's would; current labels left out are dropped. The fitted
+        `label_thresholds` are cleared (they belonged to the old labels). Returns
+        {"matched": {new: current}, "new": [...], "dropped": [...]}.
+        """
+        current = [self.config.id2label[index] for index in range(self.config.num_labels)]
+        plan = match_labels(labels, current, label_mapping)
+        if list(labels) == current:
+            return plan
+        if self.config.label_groups is not None:
+            raise ValueError(
+                "set_labels keeps one query per label; a model with label_groups shares its queries between labels: "
+                "start from a model without groups, or train a new one."
+            )
+        current_row = {name: index for index, name in enumerate(current)}
+        kept = [(new_index, current_row[plan["matched"][name]]) for new_index, name in enumerate(labels) if name in plan["matched"]]
+        for path, fresh in self._label_specific_modules(len(labels)).items():
+            old = self.get_submodule(path)
+            fresh.apply(self._init_weights)
+            fresh.to(device=old.weight.device, dtype=old.weight.dtype)
+            with torch.no_grad():
+                for name, parameter in fresh.named_parameters():
+                    for new_index, old_index in kept:  # one row per label
+                        parameter[new_index] = getattr(old, name)[old_index]
+            self.set_submodule(path, fresh)
+        self.config.id2label = dict(enumerate(labels))
+        self.config.label2id = {name: index for index, name in enumerate(labels)}
+        self.config.label_thresholds = None
+        return plan
+
+    def _label_specific_modules(self, num_labels: int) -> dict[str, nn.Module]:
+        """Fresh modules holding one row per label, by their path in the model (see `set_labels`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no label-specific modules.")
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also copies the multi-label pipeline that the config's `custom_pipelines` names next to the code files,
+        so that `pipeline(..., trust_remote_code=True)` finds it in the saved folder."""
+        if self._auto_class is not None:  # the code files travel with the weights
+            from transformers.dynamic_module_utils import custom_object_save
+
+            from .pipeline_query2label import Query2LabelImageClassificationPipeline
+
+            os.makedirs(save_directory, exist_ok=True)
+            custom_object_save(Query2LabelImageClassificationPipeline, save_directory)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def compute_loss(
         self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
@@ -251,6 +360,51 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         for name, parameter in self.model.named_parameters():
             if name.startswith(self.frozen_modules):
                 parameter.requires_grad_(False)
+
+    def freeze(self, stages: int | None = None) -> list[str]:
+        """Freeze the whole network (`stages=None`), or its stem and first `stages` stages (timm's coarse parameter
+        groups; a transformers backbone's embeddings and encoder stages). Frozen modules' BatchNorm layers also stop
+        updating their statistics (timm's `freeze`). Returns the frozen parameter names."""
+        from timm.utils.model import freeze
+
+        if stages is None:
+            freeze(self.model)
+        else:
+            groups = self.stage_groups()
+            if not 0 <= stages <= len(groups) - 1:
+                raise ValueError(
+                    f"frozen backbone stages must lie in 0..{len(groups) - 1} for this backbone (a stem and "
+                    f"{len(groups) - 1} stages), got {stages}."
+                )
+            names = [name for group in groups[: stages + 1] for name in group]
+            modules = {name.rpartition(".")[0] for name in names} - {""}
+            outermost = sorted(name for name in modules if not any(name.startswith(f"{other}.") for other in modules))
+            if outermost:
+                freeze(self.model, submodules=outermost)
+            for name, parameter in self.model.named_parameters():
+                if "." not in name and name in names:  # a tensor of the network itself, e.g. a class token
+                    parameter.requires_grad_(False)
+        return [name for name, parameter in self.model.named_parameters() if not parameter.requires_grad]
+
+    def stage_groups(self) -> list[list[str]]:
+        """The network's parameter names, grouped as [stem, stage 1, stage 2, ...] in forward order."""
+        names = [name for name, _ in self.model.named_parameters()]
+        if self.is_timm:
+            import timm
+            from timm.models import group_parameters
+
+            with torch.device("meta"):  # the whole architecture, only for its group matcher
+                reference = timm.create_model(self.config.backbone, pretrained=False)
+            grouped = group_parameters(_ParameterNames(names), reference.group_matcher(coarse=True))
+            return [list(grouped[index]) for index in sorted(grouped)]
+        stem = [name for name in names if ".embedder." in f".{name}" or "embeddings" in name.split(".")[0:2]]
+        stages: dict[int, list[str]] = {}
+        for name in names:
+            match = re.search(r"(?:stages|layers|stage)\.(\d+)\.", name)
+            if match and name not in stem:
+                stages.setdefault(int(match.group(1)), []).append(name)
+        rest = [name for name in names if name not in stem and not any(name in group for group in stages.values())]
+        return [stem + rest] + [stages[index] for index in sorted(stages)]
 
     def _init_weights(self, module: nn.Module):
         if module is self.output_norm:
@@ -360,6 +514,10 @@ def _fast_cpu_inference(tensor: torch.Tensor, enabled: bool) -> bool:
     )
 
 
+# oneDNN's linear is a private torch entry point: where a build or release lacks it, the layers use `F.linear`
+_ONEDNN_LINEAR = getattr(getattr(torch._C, "_nn", None), "mkldnn_linear", None)
+
+
 class Query2LabelLinear(nn.Linear):
     """`nn.Linear` (same parameters) whose float32 CPU inference runs on oneDNN instead of the BLAS behind
     `torch.nn.functional.linear`: 2.4x faster for the head's 2048-wide layers on the benchmark machine (MKL takes a
@@ -368,13 +526,13 @@ class Query2LabelLinear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, fast_cpu_inference: bool = True):
         super().__init__(in_features, out_features)
-        self.fast_cpu_inference = fast_cpu_inference and torch.backends.mkldnn.is_available()
+        self.fast_cpu_inference = fast_cpu_inference and torch.backends.mkldnn.is_available() and _ONEDNN_LINEAR is not None
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if not _fast_cpu_inference(hidden_states, self.fast_cpu_inference) or self.weight.dtype != torch.float32:
             return super().forward(hidden_states)
         flat = hidden_states.reshape(-1, self.in_features).contiguous()  # oneDNN's linear takes 2-D inputs
-        output = torch._C._nn.mkldnn_linear(flat.to_mkldnn(), self.weight, self.bias).to_dense()
+        output = _ONEDNN_LINEAR(flat.to_mkldnn(), self.weight, self.bias).to_dense()
         return output.view(*hidden_states.shape[:-1], self.out_features)
 
 
@@ -697,6 +855,13 @@ class Query2LabelForMultiLabelClassification(Query2LabelPreTrainedModel):
         self.criterion = AsymmetricLoss.from_config(config)  # no tensors: adaptive asymmetry may move its gamma_neg
         self.post_init()
 
+    def _label_specific_modules(self, num_labels: int) -> dict[str, nn.Module]:
+        hidden_size = self.config.hidden_size
+        return {
+            "model.label_embeddings": nn.Embedding(num_labels, hidden_size),
+            "classifier": Query2LabelGroupWiseLinear(num_labels, hidden_size),
+        }
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -749,6 +914,9 @@ class Query2LabelBaselineForMultiLabelClassification(Query2LabelPreTrainedModel)
         self.criterion = AsymmetricLoss.from_config(config)
         self.post_init()
 
+    def _label_specific_modules(self, num_labels: int) -> dict[str, nn.Module]:
+        return {"classifier": nn.Linear(self.backbone.num_features, num_labels)}
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -766,6 +934,12 @@ class Query2LabelBaselineForMultiLabelClassification(Query2LabelPreTrainedModel)
         return output if return_dict is not False else output.to_tuple()
 
 
+def model_class_for(config: Query2LabelConfig) -> type[Query2LabelPreTrainedModel]:
+    """The classification model class of `config.classifier_head` (the same table that writes the config's
+    `auto_map`)."""
+    return globals()[CLASSIFIER_HEADS[config.classifier_head].rpartition(".")[2]]
+
+
 __all__ = [
     "Query2LabelBackbone",
     "Query2LabelBaselineForMultiLabelClassification",
@@ -774,4 +948,6 @@ __all__ = [
     "Query2LabelModel",
     "Query2LabelModelOutput",
     "Query2LabelPreTrainedModel",
+    "match_labels",
+    "model_class_for",
 ]

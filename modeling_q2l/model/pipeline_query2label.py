@@ -56,7 +56,7 @@ class Query2LabelImageClassificationPipeline(ImageClassificationPipeline):
         if len(thresholds) != config.num_labels:
             raise ValueError(
                 f"config.label_thresholds has {len(thresholds)} values for {config.num_labels} labels; refit them "
-                "(scripts/evaluate.py --fit_thresholds) or pass threshold=."
+                "(scripts/evaluate_model.py --fit_thresholds) or pass threshold=."
             )
         return torch.tensor(thresholds, dtype=torch.float32)
 

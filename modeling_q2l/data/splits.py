@@ -1,0 +1,156 @@
+"""The one place that turns the dataset arguments (`modeling_q2l.cli.arguments.DataArguments`) into splits: used by
+training, evaluation and prediction alike.
+
+- `load_training_splits(data_args)`: (train, evaluation) raw splits; without an evaluation split, part of train is
+  held out. `load_streaming_splits` does the same for `--streaming`.
+- `load_split(data_args, name)`: one named split (evaluation, prediction, the extra splits of the final report).
+- `SplitPreparer.for_dataset(data_args, dataset)`: the label column and format, detected once, and `prepare(dataset,
+  name)` that checks every sample of a split with them.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from .labels import LabelEncoder, detect_label_format, parse_label_names, resolve_label_column
+from .loading import PreparedSplit, load_coco_instances, load_raw_datasets, prepare_split
+
+logger = logging.getLogger(__name__)
+
+STREAMING_EVAL_SAMPLES = 1000  # evaluation rows held in memory with --streaming and no --max_eval_samples
+
+
+def _first(dataset, count: int | None):
+    return dataset if count is None else dataset.select(range(min(count, len(dataset))))
+
+
+def _raw_splits(data_args):
+    if not data_args.dataset_name:
+        raise ValueError("Pass --dataset_name (a Hub id, a local folder or a parquet file) or --coco_annotations.")
+    return load_raw_datasets(data_args.dataset_name, data_args.dataset_config_name)
+
+
+def _named_split(raw, data_args, name: str):
+    if name not in raw:
+        raise ValueError(f"No split {name!r} in {data_args.dataset_name} (splits: {list(raw)}).")
+    return raw[name]
+
+
+def dataset_description(data_args) -> str | None:
+    """What the data arguments name: the dataset, or the COCO file(s)."""
+    return data_args.dataset_name or data_args.coco_eval_annotations or data_args.coco_annotations
+
+
+def load_training_splits(data_args):
+    """(train, evaluation) `datasets.Dataset`s, each cut to `--max_train_samples` / `--max_eval_samples`."""
+    if data_args.coco_annotations:
+        train = load_coco_instances(data_args.coco_annotations, data_args.coco_image_dir or ".")
+        evaluation = (
+            load_coco_instances(data_args.coco_eval_annotations, data_args.coco_eval_image_dir or ".")
+            if data_args.coco_eval_annotations
+            else None
+        )
+    else:
+        raw = _raw_splits(data_args)
+        train = _named_split(raw, data_args, data_args.train_split_name)
+        evaluation = raw.get(data_args.eval_split_name)
+    if evaluation is None:
+        logger.info("No %r split: holding out %.0f%% of train.", data_args.eval_split_name, 100 * data_args.train_val_split)
+        parts = train.train_test_split(test_size=data_args.train_val_split, seed=0)
+        train, evaluation = parts["train"], parts["test"]
+    return _first(train, data_args.max_train_samples), _first(evaluation, data_args.max_eval_samples)
+
+
+def load_streaming_splits(data_args, max_steps: int | None):
+    """(train stream, evaluation `Dataset` held in memory) for `--streaming`: the training split is read as it
+    downloads and never written to disk; the evaluation split's first `--max_eval_samples` (default 1,000) examples are
+    kept in memory, or, without one, the first ones of the training stream are held out."""
+    from datasets import Dataset, load_dataset
+
+    if max_steps is None or max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by.")
+    if data_args.coco_annotations or not data_args.dataset_name:
+        raise ValueError("--streaming reads --dataset_name (a Hub id or local data files), not --coco_annotations.")
+    try:
+        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=True)
+    except Exception as error:
+        raise ValueError(f"Cannot stream dataset {data_args.dataset_name!r} ({type(error).__name__}: {error}).") from error
+    train = _named_split(raw, data_args, data_args.train_split_name)
+    count = data_args.max_eval_samples or STREAMING_EVAL_SAMPLES
+    if data_args.eval_split_name in raw:
+        source = raw[data_args.eval_split_name]
+    else:
+        logger.info("No %r split: holding out the first %d streamed training examples.", data_args.eval_split_name, count)
+        source, train = train, train.skip(count)
+    evaluation = Dataset.from_list(list(source.take(count)), features=source.features)
+    if data_args.max_train_samples is not None:
+        train = train.take(data_args.max_train_samples)
+    return train, evaluation
+
+
+def load_split(data_args, name: str | None = None):
+    """One split, `name` or `--eval_split_name`, cut to `--max_eval_samples`. With COCO files: the evaluation file
+    (`--coco_eval_annotations`, else `--coco_annotations`)."""
+    if data_args.coco_eval_annotations or data_args.coco_annotations:
+        if data_args.coco_eval_annotations:
+            dataset = load_coco_instances(data_args.coco_eval_annotations, data_args.coco_eval_image_dir or ".")
+        else:
+            dataset = load_coco_instances(data_args.coco_annotations, data_args.coco_image_dir or ".")
+    else:
+        dataset = _named_split(_raw_splits(data_args), data_args, name or data_args.eval_split_name)
+    return _first(dataset, data_args.max_eval_samples)
+
+
+def load_extra_splits(data_args) -> dict:
+    """The splits of `--extra_eval_split_names` that the dataset has ({name: Dataset}); one it lacks is named in a
+    warning and left out. COCO files and streams have none."""
+    names = data_args.extra_eval_split_names or []
+    if not names or getattr(data_args, "streaming", False) or data_args.coco_annotations:
+        return {}
+    raw = _raw_splits(data_args)
+    splits = {}
+    for name in names:
+        if name not in raw:
+            logger.warning("No split %r in %s: not evaluated (splits: %s).", name, data_args.dataset_name, list(raw))
+            continue
+        splits[name] = _first(raw[name], data_args.max_eval_samples)
+    return splits
+
+
+@dataclass
+class SplitPreparer:
+    """The label column and encoding of a dataset, detected once, and the sample checks the data arguments ask for."""
+
+    encoder: LabelEncoder
+    image_column: str
+    label_column: str
+    skip_bad_samples: bool = False
+    verify_images: bool = True
+    num_proc: int | None = None
+
+    @classmethod
+    def for_dataset(cls, data_args, dataset) -> "SplitPreparer":
+        """Detect the label column and format on `dataset` (for a stream: its held-in-memory evaluation rows)."""
+        label_column = resolve_label_column(dataset, data_args.label_column_name)
+        encoder = detect_label_format(
+            dataset, label_column, parse_label_names(data_args.class_names), data_args.label_format, data_args.allow_empty_labels
+        )
+        return cls(
+            encoder=encoder,
+            image_column=data_args.image_column_name,
+            label_column=label_column,
+            skip_bad_samples=data_args.skip_bad_samples,
+            verify_images=data_args.verify_images,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+
+    def prepare(self, dataset, split_name: str) -> PreparedSplit:
+        return prepare_split(
+            dataset,
+            self.encoder,
+            self.image_column,
+            self.label_column,
+            skip_bad_samples=self.skip_bad_samples,
+            verify_images=self.verify_images,
+            split_name=split_name,
+            num_proc=self.num_proc,
+        )

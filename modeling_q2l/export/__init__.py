@@ -1,0 +1,1 @@
+"""Exporting a saved model to other runtimes (ONNX)."""

@@ -1,0 +1,65 @@
+"""The card's summary of a training run (`hub.model_card.TrainingSummary`), from the options the run actually used."""
+
+from ..data.mosaic import is_fashion_mnist_mosaic
+from ..hub.model_card import TrainingSummary
+from .trainer import ONE_CYCLE
+
+OPTIMIZER_NAMES = {"adamw_torch": "AdamW", "adamw_torch_fused": "AdamW (fused)", "sgd": "SGD", "adafactor": "Adafactor"}
+
+
+def _schedule(training_args, model_args) -> str:
+    length = f"{training_args.max_steps} steps" if training_args.max_steps > 0 else f"{training_args.num_train_epochs:g} epochs"
+    optimizer = str(getattr(training_args.optim, "value", training_args.optim))
+    scheduler = str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type))
+    rate = (
+        f"one-cycle schedule with peak learning rate {training_args.learning_rate}"
+        if scheduler == ONE_CYCLE
+        else f"{scheduler} learning-rate schedule from {training_args.learning_rate}"
+    )
+    if model_args.backbone_learning_rate is not None:
+        rate += f" (backbone {model_args.backbone_learning_rate})"
+    return (
+        f"{length}, batch {training_args.per_device_train_batch_size} per device, "
+        f"{OPTIMIZER_NAMES.get(optimizer, optimizer)} (weight decay {training_args.weight_decay}), {rate}"
+    )
+
+
+def _loss(model_args) -> str:
+    if model_args.loss == "asl":
+        settings = f"gamma_neg {model_args.gamma_neg}, gamma_pos {model_args.gamma_pos}, clip {model_args.clip}"
+    elif model_args.loss == "focal":
+        settings = f"gamma {model_args.focal_gamma}"
+    else:
+        settings = "plain binary cross-entropy"
+    return f"`{model_args.loss}` ({settings}" + (", adaptive asymmetry" if model_args.adaptive_asymmetry else "") + ")"
+
+
+def summarise_run(model, model_args, data_args, training_args, started, saved_weights: str) -> TrainingSummary:
+    """What the run did: `started` is the `model_setup.StartingModel` it began from."""
+    config = model.config
+    backbone = (
+        f"`{config.backbone}` (timm)"
+        if config.backbone_config is None
+        else f"`{config.backbone_config.model_type}` (transformers, {type(config.backbone_config).__name__})"
+    )
+    augmentation = (
+        (f"RandAugment on (magnitude {training_args.randaugment_magnitude})" if training_args.randaugment else "RandAugment off")
+        + f", cutout probability {training_args.cutout_probability}"
+        + (", horizontal flips" if training_args.horizontal_flip else "")
+    )
+    return TrainingSummary(
+        dataset_name=data_args.dataset_name or data_args.coco_annotations,
+        eval_split_name=data_args.eval_split_name,
+        is_embedded_demo=is_fashion_mnist_mosaic(data_args.dataset_name),
+        backbone=backbone,
+        schedule=_schedule(training_args, model_args),
+        loss=_loss(model_args),
+        augmentation=augmentation,
+        ema=f"EMA decay {model_args.ema_decay}" if model_args.ema_decay else "no EMA",
+        backbone_weights=str(started.backbone_weights),
+        base_model=started.backbone_weights.base_model,
+        saved_weights=saved_weights,
+        label_transfer=started.label_transfer,
+        frozen=started.frozen,
+        hub_model_id=training_args.hub_model_id,
+    )
