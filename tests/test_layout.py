@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 
 from modeling_q2l import (
     Query2LabelForMultiLabelClassification,
@@ -122,3 +122,20 @@ def test_the_package_reads_no_repository_or_system_path():
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
         assert "/usr/share" not in text and "parents[1] / \"data\"" not in text, path
+
+
+def test_splits_are_loaded_in_one_place():
+    """Training, evaluation and prediction read datasets only through `data/splits.py`; elsewhere only the dataset
+    builder and two benchmarks that make their own data open datasets."""
+    loaders = ("load_raw_datasets(", "load_coco_instances(", "load_dataset(")
+    readers = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if any(name in path.read_text() for name in loaders)}
+    assert readers == {"data/splits.py", "data/loading.py", "data/mosaic_builder.py", "benchmark/checks.py", "benchmark/transfer.py"}
+
+
+def test_the_training_entry_point_only_orchestrates():
+    import modeling_q2l.training.main as main
+
+    source = Path(main.__file__).read_text()
+    assert len(source.splitlines()) <= 130
+    functions = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+    assert functions == ["run"]

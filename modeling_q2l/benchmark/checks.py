@@ -1,10 +1,5 @@
-"""Throughput of the sample checks that run before training (label encoding and one decode of every image), through
-`datasets.map`: one process, `--num_proc` processes, and a second run served from the cache.
-
-    python scripts/benchmark_checks.py [--copies 5] [--num_proc 2]
-
-The embedded training mosaics (4,000 JPEGs of 128 px), repeated `--copies` times into one parquet file.
-"""
+"""Throughput of the sample checks that run before training (`scripts/benchmark_checks.py`): one process, several,
+and a second run served from `datasets`' cache."""
 
 import tempfile
 import time

@@ -1,10 +1,5 @@
-"""Side by side with the authors' CvT: their `cls_cvt.py` (from a local copy of their repository, not vendored)
-against our converted backbone, on the same random weights, with QuickGELU (`backbone_hidden_act="quick_gelu"`, what
-the CvT presets and the converter set) and with transformers' exact GELU.
-
-    pip install einops scipy   # what the authors' file imports
-    python scripts/compare_official_cvt.py --official_repo PATH/TO/query2labels [--full_size true]
-"""
+"""Our CvT backbone side by side with the authors' `cls_cvt.py` on the same random weights, with QuickGELU and with
+exact GELU (`scripts/compare_official_cvt.py`)."""
 
 import importlib.util
 import sys

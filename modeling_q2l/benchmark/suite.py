@@ -102,9 +102,10 @@ def inference_timings(model, args, image_size: int) -> dict:
         results[f"batch_{batch}"] = {"latency_s": seconds, "images_per_s": batch / seconds}
     batch = max(args.batch_sizes)
     pixels = torch.randn(batch, 3, image_size, image_size, device=device, dtype=dtype)
+    backbone_module = model.get_backbone()
     with torch.inference_mode(), autocast_context(args, device):
-        features = model.model.backbone(pixels)
-        backbone = statistics.median(timed(lambda: model.model.backbone(pixels), args.repeats, args.warmup, device))
+        features = backbone_module(pixels)
+        backbone = statistics.median(timed(lambda: backbone_module(pixels), args.repeats, args.warmup, device))
         head = statistics.median(timed(lambda: head_forward(model, features), args.repeats, args.warmup, device))
     results["split"] = {"batch": batch, "backbone_s": backbone, "head_s": head, "head_share": head / (backbone + head)}
     return results
@@ -172,7 +173,7 @@ def label_sweep(args, image_size: int) -> dict:
             config = build_config(args, num_labels=num_labels, label_groups=groups if groups and groups <= num_labels else None)
             model = build_model(config, args)
             with torch.inference_mode(), autocast_context(args, device):
-                features = model.model.backbone(
+                features = model.get_backbone()(
                     torch.randn(batch, 3, image_size, image_size, device=device, dtype=DTYPES[args.dtype])
                 )
                 seconds = statistics.median(timed(lambda: head_forward(model, features), args.repeats, args.warmup, device))

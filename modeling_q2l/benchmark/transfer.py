@@ -1,15 +1,5 @@
-"""Label transfer measured on the mosaic proxy: a model trained on half of the Fashion-MNIST classes, fine-tuned on all
-ten with a small budget, against the same budget from the ImageNet backbone alone and with the head only.
-
-    python scripts/benchmark_transfer.py [--output_dir outputs/transfer] [--finetune_samples 400]
-
-1. source: the default recipe on the embedded training mosaics with labels of classes 0-4 only (objects of classes
-   5-9 stay in the images, unlabelled), `--source_epochs` epochs;
-2. the same small fine-tuning budget three ways, on the first `--finetune_samples` mosaics with all ten labels:
-   from the source model (shared labels keep their query and classifier row), from the ImageNet backbone with a new
-   head, and from the source model with the backbone frozen.
-Every run is evaluated on the 1,000 validation mosaics; mAP is reported on the 5 matched and the 5 new labels apart.
-"""
+"""Label transfer measured on the mosaic proxy (`scripts/benchmark_transfer.py` says how the runs are laid out):
+a source model on half of the Fashion-MNIST classes, then one small fine-tuning budget spent three ways."""
 
 import json
 import time

@@ -365,7 +365,7 @@ def training_model_card(config, report: dict, summary: TrainingSummary) -> Model
 # What has been checked of each official backbone family's conversion, in the cards' words.
 CONVERSION_CHECKS = {
     "resnet": "The converter reproduces the official logits of this backbone family (within 1e-4, "
-    "`tests/test_convert_official.py` on official-format fixtures).",
+    "`tests/zoo/test_convert_official.py` on official-format fixtures).",
     "cvt": "The converted backbone's feature maps match the authors' CvT within 8e-6 when both run side by side "
     "(`scripts/compare_official_cvt.py`, `BENCHMARKS.md`); every key and shape of the official checkpoint is tested. "
     "No end-to-end logit test exists for this family yet.",

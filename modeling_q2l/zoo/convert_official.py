@@ -86,10 +86,10 @@ def convert_official_state_dict(state_dict: dict, backbone: str, model) -> dict[
     if unmapped:
         raise ValueError(f"{len(unmapped)} official keys map nowhere, e.g. {unmapped[:5]}.")
     try:
-        loadable, recomputed = family.convert(backbone_tensors, model.model.backbone)
+        loadable, recomputed = family.convert(backbone_tensors, model.get_backbone())
     except KeyError as error:
         raise ValueError(f"Official backbone key {_BACKBONE_PREFIX}{error.args[0]} maps nowhere.") from error
-    check_recomputed_buffers(model.model.backbone, recomputed)
+    check_recomputed_buffers(model.get_backbone(), recomputed)
     converted.update({f"model.backbone.{key}": value for key, value in loadable.items()})
     return converted
 

@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import EMBEDDED_DATASET, tiny_training_argv
+from helpers import EMBEDDED_DATASET, REPO, tiny_training_argv
 from huggingface_hub import ModelCard
 from transformers import TrainerCallback
 
 from modeling_q2l.cli.arguments import parse_training_arguments as parse_arguments
 from modeling_q2l.cli.commands import train as main
 from modeling_q2l.training.main import run
-
-REPO = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +214,7 @@ def free_port() -> int:
 def test_two_processes_end_with_identical_weights(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-        str(REPO / "tests" / "distributed_worker.py"),
+        str(Path(__file__).with_name("distributed_worker.py")),
         *tiny_training_argv(tmp_path, "--max_steps", "3", "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu", "true", "--ema_decay", "0.9"),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
@@ -283,7 +281,7 @@ def test_the_readme_using_a_model_section_runs_as_written(trained, tmp_path, mon
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 3
     shutil.copytree(output, tmp_path / "outputs" / "q2l-fashion-mnist-mosaic")
-    from test_pipeline import mosaic_images
+    from helpers import validation_images as mosaic_images
 
     mosaic_images(1)[0].save(tmp_path / "photo.png")  # a real image
     monkeypatch.chdir(tmp_path)
@@ -340,6 +338,9 @@ def test_optimizer_and_scheduler_options_are_honoured(tmp_path):
     assert isinstance(trainer.optimizer.optimizer, Adafactor)  # accelerate wraps the optimizer
     saved = torch.load(next((tmp_path / "adafactor").glob("checkpoint-*")) / "optimizer.pt", weights_only=False)
     assert "scale_parameter" in saved["param_groups"][0]  # Adafactor's state, not AdamW's
+    # the card says what ran, not the recipe's defaults
+    card = (tmp_path / "adafactor" / "README.md").read_text()
+    assert "Adafactor (weight decay" in card and "AdamW" not in card and "one-cycle schedule" in card
 
     main(tiny_training_argv(tmp_path / "constant", *common, "--lr_scheduler_type", "constant", "--learning_rate", "2e-4"))
     assert set(logged_learning_rates(tmp_path / "constant")) == {2e-4}
@@ -347,6 +348,8 @@ def test_optimizer_and_scheduler_options_are_honoured(tmp_path):
     main(tiny_training_argv(tmp_path / "cosine", *common, "--lr_scheduler_type", "cosine", "--warmup_steps", "10"))
     rates = logged_learning_rates(tmp_path / "cosine")
     assert rates[:10] == sorted(rates[:10]) and rates[10:] == sorted(rates[10:], reverse=True)  # warm-up, then decay
+    card = (tmp_path / "cosine" / "README.md").read_text()
+    assert "cosine learning-rate schedule" in card and "one-cycle" not in card and "AdamW (weight decay" in card
 
     main(tiny_training_argv(tmp_path / "one-cycle", *common, "--warmup_steps", "0.5"))  # the recipe, longer warm-up
     rates = logged_learning_rates(tmp_path / "one-cycle")
@@ -381,7 +384,7 @@ def test_the_fsdp_config_on_two_cpu_processes_trains_applies_ema_and_saves_what_
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "accelerate_configs" / "fsdp.yaml"),
         "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port()),
-        str(REPO / "tests" / "distributed_worker.py"),
+        str(Path(__file__).with_name("distributed_worker.py")),
         *tiny_training_argv(tmp_path, "--max_steps", "4", "--per_device_train_batch_size", "4", "--ema_decay", "0.9", "--save_strategy", "steps", "--save_steps", "4", "--use_cpu", "true"),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}

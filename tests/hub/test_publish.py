@@ -1,127 +1,20 @@
+"""Publishing: the assembled folder, one commit, clear errors, cards with measured results."""
+
 import json
 import shutil
 from pathlib import Path
 from unittest import mock
 
 import pytest
-import torch
-from conftest import tiny_config
+from helpers import REPO, tiny_config
 from huggingface_hub import ModelCard
 
 from modeling_q2l import (
     Query2LabelForMultiLabelClassification,
     Query2LabelImageProcessor,
-    variant_config,
 )
-from modeling_q2l.zoo.pretrained import PRETRAINED
-from modeling_q2l.zoo.variants import VARIANTS, check_official_args_match
 from modeling_q2l.cli.arguments import PublishArguments
 from modeling_q2l.hub.publish import PublishError, publish
-
-REPO = Path(__file__).parents[1]
-CARDS = REPO / "model_cards"
-
-
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_every_variant_builds_its_config(name):
-    variant = VARIANTS[name]
-    config = variant_config(name)
-    assert (config.image_size, config.hidden_size, config.num_labels) == (variant.image_size, variant.hidden_size, 80)
-    assert (config.encoder_layers, config.decoder_layers, config.num_attention_heads, config.intermediate_size) == (1, 2, 4, 8192)
-    with torch.device("meta"):
-        model = Query2LabelForMultiLabelClassification(config)  # hidden size matches the backbone's channels
-    assert model.config.id2label[0] == "person"
-
-
-def test_variant_errors_and_overrides():
-    with pytest.raises(ValueError, match="Known variants: Q2L-R101-448"):
-        variant_config("Q2L-R50-224")
-    assert variant_config("Q2L-R101-448", image_size=512).image_size == 512
-    with pytest.raises(ValueError, match="no field"):
-        variant_config("Q2L-R101-448", not_a_field=1)
-    # overrides go through the constructor's checks, like the preset's own arguments
-    with pytest.raises(ValueError, match="divisible"):
-        variant_config("Q2L-R101-448", num_attention_heads=5)
-    assert variant_config("Q2L-R101-448", num_labels=20).num_labels == 20
-
-
-def test_presets_are_data_and_match_the_converter():
-    from modeling_q2l import PRESETS
-    from modeling_q2l.zoo.official_backbones import config_from_official_args
-
-    assert set(PRESETS) == set(VARIANTS)
-    assert PRESETS["Q2L-R101-448"]["frozen_backbone_modules"] == ["conv1", "bn1", "layer1"]
-    assert PRESETS["Q2L-CvT-w24-384"]["backbone_hidden_act"] == "quick_gelu"  # the authors' CvT
-    for name, variant in VARIANTS.items():
-        converted = config_from_official_args(variant.official_args()).to_dict()
-        assert variant_config(name).to_dict() == converted, name
-    check_official_args_match("Q2L-R101-576", VARIANTS["Q2L-R101-576"].official_args())
-    with pytest.raises(ValueError, match="img_size"):
-        check_official_args_match("Q2L-R101-576", {**VARIANTS["Q2L-R101-576"].official_args(), "img_size": 448})
-
-
-# The authors' release holds these variants (github SlongLiu/query2labels, its README's model table).
-RELEASED = {"Q2L-R101-448", "Q2L-TResL-448", "Q2L-TResL-22k-448", "Q2L-SwinL-384", "Q2L-CvT-w24-384"}
-
-
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_variant_cards_claim_only_what_is_checked(name):
-    import timm
-
-    card = ModelCard.load(CARDS / f"{name}.md")
-    summary = card.text.split("## Usage")[0]
-    assert PRETRAINED[name].official_weights == (name in RELEASED)
-    if name in RELEASED:
-        assert "Converted from the authors' release" in summary and "have not published" not in summary
-    else:
-        assert "have not published weights for this variant" in summary and "Converted from" not in summary
-    # "reproduces the official logits" only where a numerical parity test exists (the ResNet fixtures)
-    assert ("reproduces the official logits" in summary) == (name in RELEASED and name.startswith("Q2L-R101"))
-    assert ("side by side" in summary) == (name == "Q2L-CvT-w24-384")  # BENCHMARKS.md, scripts/compare_official_cvt.py
-    base_model = card.data.base_model
-    if base_model.startswith("timm/"):  # a pretrained backbone timm knows, with its weights on the Hub
-        assert base_model.removeprefix("timm/") in timm.list_pretrained()
-    else:
-        assert base_model == "microsoft/cvt-w24-384-22k"
-    (result,) = card.data.eval_results  # the model index as the Hub renders it: the paper's number, labelled so
-    assert (result.dataset_type, result.dataset_split) == ("coco-2014", "validation")
-    assert result.metric_value == PRETRAINED[name].paper_coco_map and "not measured here" in result.source_name
-    assert "detection-datasets/coco" not in (CARDS / f"{name}.md").read_text()  # that is COCO 2017
-
-
-def test_the_paper_head_size_of_r101():
-    with torch.device("meta"):
-        model = Query2LabelForMultiLabelClassification(variant_config("Q2L-R101-448"))
-    assert model.num_parameters() / 1e6 == pytest.approx(193.8, abs=0.1)
-
-
-def test_model_cards_directory_holds_nine_parsable_cards():
-    cards = sorted(CARDS.glob("*.md"))
-    assert len(cards) == 9
-    for path in cards:
-        card = ModelCard.load(path)
-        data = card.data
-        assert data.library_name == "transformers" and data.pipeline_tag == "image-classification"
-        assert {"custom_code", "multi-label-image-classification"} <= set(data.tags)
-        assert data.license and data.eval_results
-        assert "trust_remote_code=True" in card.text and "top_k=None" in card.text
-        assert "@article{liu2021query2label" in card.text and "## Limitations" in card.text
-    for name, facts in PRETRAINED.items():
-        card = ModelCard.load(CARDS / f"{name}.md")
-        paper = [r for r in card.data.eval_results if "paper" in (r.source_name or "")]
-        assert paper and paper[0].metric_value == facts.paper_coco_map
-        assert "reported by the paper" in card.text.lower()
-
-
-def test_variant_cards_are_up_to_date(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("generate_model_cards", REPO / "scripts" / "generate_model_cards.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--output_dir", str(tmp_path)])
-    for path in tmp_path.glob("*.md"):
-        assert path.read_text() == (CARDS / path.name).read_text(), f"{path.name}: run scripts/generate_model_cards.py"
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +114,4 @@ def test_a_card_compares_with_a_baseline_and_keeps_the_figures(model_dir, tmp_pa
     assert "| evaluation split: mAP_small | 30.00 | 20.00 | +10.00 |" in text and "| out_of_layout: mAP | 45.00 | 42.00 | +3.00 |" in text
     assert text.index("## Compared with") < text.index("## Limitations")
     assert (out / "figures" / "precision_recall.png").read_bytes() == b"png"
+

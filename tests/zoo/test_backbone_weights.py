@@ -1,7 +1,7 @@
 import pytest
 import timm
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from safetensors.torch import save_file
 from transformers import ResNetBackbone, ResNetConfig
 

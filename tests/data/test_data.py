@@ -210,7 +210,7 @@ def test_one_preprocessing_path(mode):
 
 
 def _tiny_model():
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     from modeling_q2l import Query2LabelForMultiLabelClassification
 

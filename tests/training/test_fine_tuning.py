@@ -4,7 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import EMBEDDED_DATASET, tiny_config, tiny_training_argv
+from helpers import (
+    EMBEDDED_DATASET,
+    tiny_config,
+    tiny_training_argv,
+    transformers_config,
+)
 
 from modeling_q2l import (
     Query2LabelBaselineForMultiLabelClassification,
@@ -127,8 +132,6 @@ def test_fine_tuning_onto_other_labels_from_the_command_line(tmp_path):
 
 
 def test_stage_groups_of_a_transformers_backbone():
-    from test_modeling_common import transformers_config
-
     model = Query2LabelForMultiLabelClassification(transformers_config())
     groups = model.get_backbone().stage_groups()
     assert [group[0].split(".")[:3] for group in groups] == [

@@ -3,18 +3,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from transformers import TrainerCallback
 
 from modeling_q2l import Query2LabelForMultiLabelClassification
-from modeling_q2l.data.transforms import collate_multilabel
 from modeling_q2l.cli.arguments import Query2LabelTrainingArguments
-from modeling_q2l.training.model_setup import loss_settings
+from modeling_q2l.data.transforms import collate_multilabel
 from modeling_q2l.training.callbacks import (
     ADAPTIVE_ASYMMETRY_STATE_NAME,
     EMA_WEIGHTS_NAME,
     AdaptiveAsymmetryCallback,
 )
+from modeling_q2l.training.model_setup import loss_settings
 from modeling_q2l.training.trainer import Query2LabelTrainer
 
 

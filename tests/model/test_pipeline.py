@@ -1,11 +1,10 @@
 """The multi-label pipeline that ships with the weights, on models with more labels than the stock default of 5."""
 
-import io
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import EMBEDDED_DATASET, tiny_config
+from helpers import tiny_config, validation_images
 from PIL import Image
 from transformers import ImageClassificationPipeline, pipeline
 
@@ -15,14 +14,6 @@ from modeling_q2l import (
     Query2LabelImageClassificationPipeline,
     Query2LabelImageProcessor,
 )
-
-
-def mosaic_images(count: int) -> list[Image.Image]:
-    """Real images: validation mosaics of the embedded dataset."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(next((EMBEDDED_DATASET / "data").glob("validation-*.parquet")), columns=["image"])
-    return [Image.open(io.BytesIO(row["bytes"])) for row in table.column("image").to_pylist()[:count]]
 
 
 def sigmoid_scores(model, processor, image) -> torch.Tensor:
@@ -39,7 +30,7 @@ def saved(request, tmp_path_factory):
     torch.manual_seed(0)
     model = Query2LabelForMultiLabelClassification(config).eval()
     processor = Query2LabelImageProcessor(size={"height": 64, "width": 64})
-    image = mosaic_images(1)[0]
+    image = validation_images(1)[0]
     scores = sigmoid_scores(model, processor, image)
     model.config.label_thresholds = [
         float(score - 1e-4 if index % 2 == 0 else min(score + 1e-4, 1.0)) for index, score in enumerate(scores)
@@ -97,7 +88,7 @@ def test_top_k_and_threshold(saved):
 def test_batches_paths_and_images(saved):
     folder, model, *_ = saved
     classifier = pipeline("image-classification", model=str(folder), trust_remote_code=True)
-    images = mosaic_images(3)
+    images = validation_images(3)
     batch = classifier(images, top_k=None, batch_size=2)
     assert len(batch) == 3 and all(len(answer) == model.config.num_labels for answer in batch)
     for image, answer in zip(images, batch):

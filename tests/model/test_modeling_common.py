@@ -3,9 +3,8 @@ tiny timm backbone and a tiny transformers backbone."""
 
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config, transformers_config
 from safetensors.torch import load_file, save_file
-from transformers import ResNetConfig
 
 from modeling_q2l import (
     Query2LabelConfig,
@@ -18,18 +17,6 @@ NUM_LABELS = 7
 
 def timm_config(**overrides):
     return tiny_config(num_labels=NUM_LABELS, dropout=0.0, attention_dropout=0.0, **overrides)
-
-
-def transformers_config(**overrides):
-    backbone = ResNetConfig(
-        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], out_features=["stage2"], layer_type="basic"
-    )
-    kwargs = dict(
-        backbone_config=backbone, num_labels=NUM_LABELS, hidden_size=16, intermediate_size=32, num_attention_heads=2,
-        image_size=64, dropout=0.0, attention_dropout=0.0,
-    )  # fmt: skip
-    kwargs.update(overrides)
-    return Query2LabelConfig(**kwargs)
 
 
 BACKBONES = {"timm": timm_config, "transformers": transformers_config}

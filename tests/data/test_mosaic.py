@@ -1,9 +1,9 @@
 import gzip
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import EMBEDDED_DATASET
 from PIL import Image
 
 from modeling_q2l.data.mosaic import (
@@ -13,8 +13,6 @@ from modeling_q2l.data.mosaic import (
     read_idx,
     save_mosaic_splits,
 )
-
-EMBEDDED = Path(__file__).parents[1] / "data" / "fashion-mnist-mosaic"
 
 
 def blob_images(num_classes=5, per_class=6, side=28):
@@ -88,12 +86,12 @@ def test_the_embedded_dataset_is_in_hub_layout_and_small():
     from datasets import load_dataset
     from huggingface_hub import DatasetCard
 
-    files = sorted((EMBEDDED / "data").glob("*.parquet"))
+    files = sorted((EMBEDDED_DATASET / "data").glob("*.parquet"))
     assert [f.name.split("-")[0] for f in files] == ["out_of_layout", "train", "validation"]
     assert sum(f.stat().st_size for f in files) < 20 * 1024 * 1024
-    card = DatasetCard.load(EMBEDDED / "README.md")
+    card = DatasetCard.load(EMBEDDED_DATASET / "README.md")
     assert card.data.license == "mit" and "Fashion-MNIST" in card.text
-    dataset = load_dataset(str(EMBEDDED))
+    dataset = load_dataset(str(EMBEDDED_DATASET))
     assert dataset["train"].features["labels"].feature.names[0] == "T-shirt/top"
     assert len(dataset["train"]) >= 3000 and len(dataset["validation"]) >= 500 and len(dataset["out_of_layout"]) >= 500
     assert "## The out-of-layout test split" in card.text

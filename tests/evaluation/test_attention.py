@@ -1,6 +1,5 @@
 """Attention maps, their localisation metrics, attention figures and evaluation plots."""
 
-import io
 import json
 import subprocess
 import sys
@@ -9,10 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import EMBEDDED_DATASET, tiny_config
+from helpers import (
+    EMBEDDED_DATASET,
+    FASHION_NAMES,
+    REPO,
+    tiny_config,
+    validation_images,
+)
 from PIL import Image
 
-from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from modeling_q2l import (
+    Query2LabelForMultiLabelClassification,
+    Query2LabelImageProcessor,
+)
 from modeling_q2l.evaluation.attention_figures import explain_image, label_indices
 from modeling_q2l.evaluation.attention_maps import (
     LocalizationCounts,
@@ -23,10 +31,11 @@ from modeling_q2l.evaluation.attention_maps import (
     rollout_through_encoder,
     upsample_maps,
 )
-from modeling_q2l.evaluation.plots import f1_against_threshold, precision_recall_curve, write_evaluation_plots
-
-REPO = Path(__file__).parents[1]
-FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+from modeling_q2l.evaluation.plots import (
+    f1_against_threshold,
+    precision_recall_curve,
+    write_evaluation_plots,
+)
 
 
 def fashion_model(**overrides) -> Query2LabelForMultiLabelClassification:
@@ -49,13 +58,6 @@ def saved_fashion_model(tmp_path_factory):
     model.save_pretrained(folder)
     Query2LabelImageProcessor(size={"height": 128, "width": 128}).save_pretrained(folder)
     return folder
-
-
-def validation_images(count: int) -> list[Image.Image]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(next((EMBEDDED_DATASET / "data").glob("validation-*.parquet")), columns=["image"])
-    return [Image.open(io.BytesIO(row["bytes"])).convert("RGB") for row in table.column("image").to_pylist()[:count]]
 
 
 def test_maps_are_the_models_cross_attention_per_layer_and_head():
@@ -191,7 +193,7 @@ def test_explain_image_shows_the_labels_above_threshold_and_those_asked_for(save
 
     model = AutoModelForImageClassification.from_pretrained(saved_fashion_model, trust_remote_code=True).eval()
     processor = Query2LabelImageProcessor.from_pretrained(saved_fashion_model)
-    image = validation_images(1)[0]
+    image = validation_images(1, "RGB")[0]
     explained = explain_image(model, processor, image, threshold=0.5)
     expected = [i for i in np.argsort(-explained.scores) if explained.scores[i] >= 0.5]
     assert explained.shown == expected and len(expected) > 5
@@ -204,7 +206,7 @@ def test_explain_image_shows_the_labels_above_threshold_and_those_asked_for(save
 
 
 def test_visualize_attention_script(saved_fashion_model, tmp_path):
-    images = validation_images(2)
+    images = validation_images(2, "RGB")
     for index, image in enumerate(images):
         image.save(tmp_path / f"mosaic{index}.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
@@ -223,7 +225,7 @@ def test_visualize_attention_script(saved_fashion_model, tmp_path):
 
 
 def test_the_training_run_saves_its_figures_and_its_card_shows_them(tmp_path):
-    from conftest import tiny_training_argv
+    from helpers import tiny_training_argv
     from huggingface_hub import ModelCard
 
     from modeling_q2l.cli.commands import train as main
@@ -301,7 +303,7 @@ def test_a_tiny_trained_model_points_at_its_objects_far_above_chance():
 def test_without_matplotlib_the_run_saves_its_model_and_says_why_there_are_no_figures(tmp_path, caplog, monkeypatch):
     import builtins
 
-    from conftest import tiny_training_argv
+    from helpers import tiny_training_argv
 
     from modeling_q2l.cli.commands import train as main
 

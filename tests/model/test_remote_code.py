@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from transformers import pipeline
 
 from modeling_q2l import (

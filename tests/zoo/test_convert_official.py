@@ -1,11 +1,12 @@
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import (
+from helpers import (
+    FIXTURES,
     PARITY_FIXTURES,
+    REPO,
     fixture_input,
     official_fixture,
     write_official_release,
@@ -32,9 +33,8 @@ def model_for(record):
 
 def convert_with_script(tmp_path, record, labels_file=True):
     import importlib.util
-    from pathlib import Path
 
-    script = Path(__file__).parents[1] / "scripts" / "convert_official_checkpoint.py"
+    script = REPO / "scripts" / "convert_official_checkpoint.py"
     spec = importlib.util.spec_from_file_location("convert_script", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -119,7 +119,7 @@ def test_a_shape_mismatch_names_the_tensor(tmp_path):
         convert_official_checkpoint(checkpoint, config, labels=[str(i) for i in range(20)])
 
 
-MANIFEST = json.loads((Path(__file__).parent / "fixtures" / "other-backbones-manifest.json").read_text())
+MANIFEST = json.loads((FIXTURES / "other-backbones-manifest.json").read_text())
 
 
 @pytest.mark.parametrize("backbone", sorted(MANIFEST))

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import tiny_config
+from helpers import tiny_config
 from transformers import ResNetConfig
 
 from modeling_q2l import (

@@ -15,9 +15,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+REPO = Path(__file__).parents[2]
 
 
 def browser_available() -> bool:

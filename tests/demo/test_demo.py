@@ -7,15 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from browser import browser_available, chromium_driver, free_port, labels_on_page, serve_app
-from conftest import tiny_config
-from test_attention import validation_images
+from browser import (
+    browser_available,
+    chromium_driver,
+    free_port,
+    labels_on_page,
+    serve_app,
+)
+from helpers import tiny_config, validation_images
 from transformers import pipeline
 
-from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+from modeling_q2l import (
+    Query2LabelForMultiLabelClassification,
+    Query2LabelImageProcessor,
+)
 from modeling_q2l.demo.app import classify
 
-REPO = Path(__file__).parents[1]
 NAMES = [f"garment {i}" for i in range(12)]
 
 
@@ -27,7 +34,7 @@ def demo_model(tmp_path_factory):
     torch.manual_seed(0)
     model = Query2LabelForMultiLabelClassification(config).eval()
     processor = Query2LabelImageProcessor(size={"height": 64, "width": 64})
-    images = validation_images(3)
+    images = validation_images(3, "RGB")
     with torch.no_grad():
         scores = torch.sigmoid(model(**processor(images[0], return_tensors="pt")).logits[0])
     # even labels just pass, odd labels just fail on the first image

@@ -1,0 +1,111 @@
+"""The command line: one home for the arguments, thin scripts, one dataset-argument set for every command, and bad
+input that ends in one line instead of a traceback."""
+
+import ast
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import EMBEDDED_DATASET, FASHION_NAMES, REPO, tiny_config
+
+from modeling_q2l import (
+    Query2LabelForMultiLabelClassification,
+    Query2LabelImageProcessor,
+)
+from modeling_q2l.cli import arguments, commands
+
+SCRIPTS = sorted((REPO / "scripts").glob("*.py")) + [REPO / "app.py"]
+
+
+@pytest.fixture(scope="module")
+def fashion_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fashion")
+    config = tiny_config(num_labels=10, id2label=dict(enumerate(FASHION_NAMES)), label2id={n: i for i, n in enumerate(FASHION_NAMES)})
+    torch.manual_seed(0)
+    Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
+    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_every_script_is_a_thin_call(script):
+    """No logic in scripts: imports, at most a defaults dict and a one-line `main`, and the `run_script` call."""
+    tree = ast.parse(script.read_text())
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert all(len(function.body) == 1 for function in functions), script.name
+    assert not any(isinstance(node, ast.ClassDef) for node in tree.body), script.name
+    assert "run_script(" in script.read_text()
+    assert len(script.read_text().split('"""', 2)[2].strip().splitlines()) <= 20, script.name
+
+
+def test_no_script_is_named_after_a_library_it_uses():
+    """Python puts a script's folder first on the path: a script named like an installed module shadows it."""
+    from importlib.metadata import packages_distributions
+
+    installed = set(packages_distributions()) | set(sys.stdlib_module_names)
+    assert "evaluate" in installed and "train" not in installed  # the check sees the environment's modules
+    assert [script.name for script in SCRIPTS if script.stem in installed] == []
+
+
+def test_argument_dataclasses_live_only_in_the_cli():
+    package = REPO / "modeling_q2l"
+    for path in package.rglob("*.py"):
+        if path.parent.name == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                assert not node.name.endswith("Arguments"), f"{path}: {node.name} belongs in modeling_q2l/cli/arguments.py"
+
+
+def test_one_dataset_argument_set_for_training_evaluation_and_prediction():
+    from transformers import HfArgumentParser
+
+    training = HfArgumentParser((arguments.ModelArguments, arguments.DataArguments, arguments.Query2LabelTrainingArguments))
+    evaluation = HfArgumentParser((arguments.EvaluationArguments, arguments.DataArguments))
+    data_options = {action.dest for action in HfArgumentParser(arguments.DataArguments)._actions} - {"help"}
+    for parser in (training, evaluation):
+        assert data_options <= {action.dest for action in parser._actions}
+    # `--split` is the evaluation split's other name
+    _, data_args = evaluation.parse_args_into_dataclasses(args=["--model", "m", "--split", "out_of_layout"])
+    assert data_args.eval_split_name == "out_of_layout"
+
+
+def test_predict_reads_a_dataset_split_through_the_shared_loader(fashion_folder, capsys):
+    status = commands.predict([
+        "--model", str(fashion_folder), "--dataset_name", str(EMBEDDED_DATASET), "--split", "out_of_layout",
+        "--max_eval_samples", "3", "--threshold", "0.0", "--device", "cpu",
+    ])  # fmt: skip
+    results = json.loads(capsys.readouterr().out)
+    assert status == 0 and [row["image"] for row in results] == ["out_of_layout[0]", "out_of_layout[1]", "out_of_layout[2]"]
+    assert all(len(row["labels"]) == 10 for row in results)  # threshold 0: every label
+    with pytest.raises(ValueError, match="not both"):
+        commands.predict(["--model", str(fashion_folder), "--dataset_name", str(EMBEDDED_DATASET), "photo.png"])
+    with pytest.raises(ValueError, match="No split 'test'"):
+        commands.predict(["--model", str(fashion_folder), "--dataset_name", str(EMBEDDED_DATASET), "--split", "test"])
+
+
+def test_bad_input_to_a_script_is_one_line_and_exit_status_1(fashion_folder, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "predict.py"), "--model", str(fashion_folder), "--format", "xml", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: --format must be json or csv, got 'xml'."
+
+
+def test_the_demo_command_needs_a_model(monkeypatch):
+    monkeypatch.delenv("Q2L_MODEL", raising=False)
+    with pytest.raises(ValueError, match="--model"):
+        commands.demo([])
+    monkeypatch.setenv("Q2L_MODEL", "org/model")
+    (args,) = arguments.parse((arguments.DemoArguments,), [])
+    assert args.model == "org/model" and args.port == 7860
+
+
+def test_setup_reads_the_packages_one_version():
+    import modeling_q2l
+
+    result = subprocess.run([sys.executable, "setup.py", "--version"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == modeling_q2l.__version__

@@ -1,0 +1,47 @@
+"""ONNX export: parity with PyTorch at any batch and resolution, the script, publish --onnx."""
+
+
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import REPO, grouped_model, tiny_config
+
+from modeling_q2l import Query2LabelForMultiLabelClassification
+from modeling_q2l.benchmark.suite import results_markdown, run_suite
+from modeling_q2l.cli.arguments import SuiteArguments
+
+
+def test_onnx_export_matches_pytorch_at_any_batch_and_resolution(tmp_path):
+    from modeling_q2l.export.onnx import check_onnx_parity, export_onnx
+
+    model = grouped_model(num_labels=12, label_groups=4)
+    path = export_onnx(model, tmp_path / "model.onnx", image_size=64)
+    assert check_onnx_parity(model, path, [(1, 64, 64), (3, 96, 128), (2, 160, 160)]) < 1e-4
+    with pytest.raises(ValueError, match="differ from PyTorch's"):
+        check_onnx_parity(model, path, [(2, 64, 64)], tolerance=0.0)
+
+
+def test_export_script_publish_onnx_and_onnxruntime_timings(tmp_path):
+    from modeling_q2l import Query2LabelImageProcessor
+    from modeling_q2l.cli.arguments import PublishArguments
+    from modeling_q2l.hub.publish import publish
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "model"
+    Query2LabelForMultiLabelClassification(tiny_config(num_labels=12)).save_pretrained(model_dir)
+    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(model_dir)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "export_onnx.py"), "--model", str(model_dir)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (model_dir / "model.onnx").is_file() and "onnxruntime logits within" in result.stdout
+    folder = Path(publish(PublishArguments(model=str(model_dir), repo_id="org/tiny", onnx=True, dry_run=str(tmp_path / "repo"))))
+    assert (folder / "model.onnx").is_file()
+    results = run_suite(SuiteArguments(variant=str(model_dir), batch_sizes=[1, 2], train_batch_size=0, repeats=1, warmup=0,
+                                       onnx=str(model_dir / "model.onnx")))  # fmt: skip
+    assert set(results["onnxruntime"]) == {"batch_1", "batch_2"}
+    assert "onnxruntime (CPU), batch 2" in results_markdown(results)
+

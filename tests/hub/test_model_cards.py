@@ -1,0 +1,72 @@
+"""Variant cards claim only what is checked, and are up to date."""
+
+
+
+
+
+import pytest
+from helpers import REPO
+from huggingface_hub import ModelCard
+
+from modeling_q2l.zoo.pretrained import PRETRAINED
+from modeling_q2l.zoo.variants import VARIANTS
+
+CARDS = REPO / "model_cards"
+
+
+RELEASED = {"Q2L-R101-448", "Q2L-TResL-448", "Q2L-TResL-22k-448", "Q2L-SwinL-384", "Q2L-CvT-w24-384"}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variant_cards_claim_only_what_is_checked(name):
+    import timm
+
+    card = ModelCard.load(CARDS / f"{name}.md")
+    summary = card.text.split("## Usage")[0]
+    assert PRETRAINED[name].official_weights == (name in RELEASED)
+    if name in RELEASED:
+        assert "Converted from the authors' release" in summary and "have not published" not in summary
+    else:
+        assert "have not published weights for this variant" in summary and "Converted from" not in summary
+    # "reproduces the official logits" only where a numerical parity test exists (the ResNet fixtures)
+    assert ("reproduces the official logits" in summary) == (name in RELEASED and name.startswith("Q2L-R101"))
+    assert ("side by side" in summary) == (name == "Q2L-CvT-w24-384")  # BENCHMARKS.md, scripts/compare_official_cvt.py
+    base_model = card.data.base_model
+    if base_model.startswith("timm/"):  # a pretrained backbone timm knows, with its weights on the Hub
+        assert base_model.removeprefix("timm/") in timm.list_pretrained()
+    else:
+        assert base_model == "microsoft/cvt-w24-384-22k"
+    (result,) = card.data.eval_results  # the model index as the Hub renders it: the paper's number, labelled so
+    assert (result.dataset_type, result.dataset_split) == ("coco-2014", "validation")
+    assert result.metric_value == PRETRAINED[name].paper_coco_map and "not measured here" in result.source_name
+    assert "detection-datasets/coco" not in (CARDS / f"{name}.md").read_text()  # that is COCO 2017
+
+
+def test_model_cards_directory_holds_nine_parsable_cards():
+    cards = sorted(CARDS.glob("*.md"))
+    assert len(cards) == 9
+    for path in cards:
+        card = ModelCard.load(path)
+        data = card.data
+        assert data.library_name == "transformers" and data.pipeline_tag == "image-classification"
+        assert {"custom_code", "multi-label-image-classification"} <= set(data.tags)
+        assert data.license and data.eval_results
+        assert "trust_remote_code=True" in card.text and "top_k=None" in card.text
+        assert "@article{liu2021query2label" in card.text and "## Limitations" in card.text
+    for name, facts in PRETRAINED.items():
+        card = ModelCard.load(CARDS / f"{name}.md")
+        paper = [r for r in card.data.eval_results if "paper" in (r.source_name or "")]
+        assert paper and paper[0].metric_value == facts.paper_coco_map
+        assert "reported by the paper" in card.text.lower()
+
+
+def test_variant_cards_are_up_to_date(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_model_cards", REPO / "scripts" / "generate_model_cards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--output_dir", str(tmp_path)])
+    for path in tmp_path.glob("*.md"):
+        assert path.read_text() == (CARDS / path.name).read_text(), f"{path.name}: run scripts/generate_model_cards.py"
+
