@@ -124,6 +124,8 @@ class DataArguments:
         default=None,
         metadata={"help": "Box areas splitting small/medium/large objects (default: the dataset card's, else COCO's 1024 9216)."},
     )
+
+
 @dataclass
 class Query2LabelTrainingArguments(TrainingArguments):
     """TrainingArguments with the defaults of the embedded CPU main job and the official recipe: torch's AdamW and a
@@ -168,8 +170,6 @@ class Query2LabelTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "torch threads per process on CPU (default: all cores / processes)."}
     )
 
-
-
     def __post_init__(self):
         # TrainingArguments checks the name against transformers' schedulers: one-cycle is ours.
         one_cycle = str(self.lr_scheduler_type) == ONE_CYCLE
@@ -179,37 +179,6 @@ class Query2LabelTrainingArguments(TrainingArguments):
         if one_cycle:
             self.lr_scheduler_type = ONE_CYCLE
 
-
-def parse_training_arguments(argv=None, defaults: dict | None = None):
-    """(model, data, training) arguments from the command line (or one JSON file); `defaults` are the entry point's
-    own defaults, e.g. the path of the embedded dataset, which the package itself never assumes."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, Query2LabelTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(os.path.abspath(argv[0]), encoding="utf-8") as handle:
-            return parser.parse_dict({**(defaults or {}), **json.load(handle)})
-    parser.set_defaults(**(defaults or {}))
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
-def parse_with_inputs(dataclass_types, argv=None, inputs_required: bool = True):
-    """Options into `dataclass_types` (HfArgumentParser) and the image files and folders given after them; an unknown
-    option, or no input where one is required, stops with a message saying so."""
-    args_and_inputs = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    *args, inputs = args_and_inputs
-    unknown_options = [value for value in inputs if value.startswith("--")]
-    if unknown_options:
-        raise SystemExit(f"Unknown options: {unknown_options}.")
-    if inputs_required and not inputs:
-        raise SystemExit("Give at least one image file or folder after the options.")
-    return (*args, inputs)
-
-
-def parse(dataclass_types, argv=None, defaults: dict | None = None):
-    """Any other command's arguments: a tuple of `dataclass_types` instances."""
-    parser = HfArgumentParser(dataclass_types)
-    parser.set_defaults(**(defaults or {}))
-    return parser.parse_args_into_dataclasses(args=argv)
 
 # ---- evaluation and prediction (with `DataArguments` for the dataset)
 
@@ -273,7 +242,6 @@ class VisualizeArguments:
         default=None, metadata={"help": "One threshold for every label (default: the model's per-label thresholds)."}
     )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: CUDA when present)."})
-
 
 
 # ---- the Hub, export, the zoo, data building, benchmarks and the demo
@@ -446,3 +414,38 @@ class DemoArguments:
     host: str = field(default_factory=lambda: os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), metadata={"help": "Address to serve on."})
     port: int = field(default_factory=lambda: int(os.environ.get("GRADIO_SERVER_PORT", 7860)), metadata={"help": "Port to serve on."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: CUDA when present)."})
+
+
+# ---- parsing
+
+
+def parse_training_arguments(argv=None, defaults: dict | None = None):
+    """(model, data, training) arguments from the command line (or one JSON file); `defaults` are the entry point's
+    own defaults, e.g. the path of the embedded dataset, which the package itself never assumes."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, Query2LabelTrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(os.path.abspath(argv[0]), encoding="utf-8") as handle:
+            return parser.parse_dict({**(defaults or {}), **json.load(handle)})
+    parser.set_defaults(**(defaults or {}))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def parse_with_inputs(dataclass_types, argv=None, inputs_required: bool = True):
+    """Options into `dataclass_types` (HfArgumentParser) and the image files and folders given after them; an unknown
+    option, or no input where one is required, stops with a message saying so."""
+    args_and_inputs = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    *args, inputs = args_and_inputs
+    unknown_options = [value for value in inputs if value.startswith("--")]
+    if unknown_options:
+        raise SystemExit(f"Unknown options: {unknown_options}.")
+    if inputs_required and not inputs:
+        raise SystemExit("Give at least one image file or folder after the options.")
+    return (*args, inputs)
+
+
+def parse(dataclass_types, argv=None, defaults: dict | None = None):
+    """Any other command's arguments: a tuple of `dataclass_types` instances."""
+    parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**(defaults or {}))
+    return parser.parse_args_into_dataclasses(args=argv)

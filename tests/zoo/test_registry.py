@@ -59,3 +59,11 @@ def test_create_model_says_what_is_missing(tmp_path):
         create_model("Q2L-R101-448", pretrained=str(checkpoint))
     with pytest.raises(ValueError, match="Known variants"):
         create_model("Q2L-R50-224")
+
+
+def test_an_official_checkpoint_must_describe_the_variant(tmp_path):
+    from helpers import PARITY_FIXTURES, official_fixture, write_official_release
+
+    checkpoint, config = write_official_release(official_fixture(PARITY_FIXTURES[0]), tmp_path)  # a ResNet-18 release
+    with pytest.raises(ValueError, match="does not describe Q2L-R101-448"):
+        create_model("Q2L-R101-448", pretrained=str(checkpoint), official_config=str(config))
