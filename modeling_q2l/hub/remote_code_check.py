@@ -29,7 +29,10 @@ _CHECK_SCRIPT = textwrap.dedent(
     default_predictions = classifier(image)
     with torch.no_grad():
         logits = model(**processor(image, return_tensors="pt")).logits[0]
+    import transformers
+
     print("Q2L-CHECK " + json.dumps({
+        "transformers_version": transformers.__version__,
         "model_module": type(model).__module__,
         "config_module": type(config).__module__,
         "processor_module": type(processor).__module__,
@@ -43,8 +46,11 @@ _CHECK_SCRIPT = textwrap.dedent(
 )
 
 
-def check_folder_without_package(folder: str | Path, image_path: str | Path | None = None, timeout: int = 600) -> dict:
-    """Load `folder` in a subprocess that cannot import `modeling_q2l` and run the pipeline on one image.
+def check_folder_without_package(
+    folder: str | Path, image_path: str | Path | None = None, timeout: int = 600, python: str | None = None
+) -> dict:
+    """Load `folder` in a subprocess that cannot import `modeling_q2l` and run the pipeline on one image; `python`
+    is the interpreter (default: this one), e.g. one with another transformers release.
 
     Returns what the subprocess saw (module names of the loaded classes and of the pipeline, the pipeline's
     predictions with `top_k=None` and by default, and the sigmoid of the raw logits); raises `RuntimeError` with the
@@ -52,7 +58,7 @@ def check_folder_without_package(folder: str | Path, image_path: str | Path | No
     """
     folder = Path(folder).resolve()
     result = subprocess.run(
-        [sys.executable, "-c", _CHECK_SCRIPT, str(folder), str(image_path or "")],
+        [python or sys.executable, "-c", _CHECK_SCRIPT, str(folder), str(image_path or "")],
         capture_output=True,
         text=True,
         timeout=timeout,

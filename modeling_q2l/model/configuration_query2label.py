@@ -6,7 +6,14 @@ its flat siblings, never this package absolutely.
 
 from typing import Any
 
-from transformers import PreTrainedConfig
+import transformers
+
+try:
+    from transformers import PreTrainedConfig
+except ImportError:  # transformers 4.x: configs were not yet dataclasses, and the name was PretrainedConfig
+    raise ImportError(
+        f"This Query2Label model needs transformers >= 5.0 (found {transformers.__version__}): pip install -U \"transformers>=5\""
+    ) from None
 from transformers.activations import ACT2FN
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 

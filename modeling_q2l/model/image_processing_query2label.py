@@ -4,13 +4,17 @@ Saved next to the weights for `trust_remote_code`: depends on transformers and t
 """
 
 import torch
-from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_utils import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
     PILImageResampling,
     is_pil_image,
 )
+
+try:  # transformers >= 5.4
+    from transformers.image_processing_backends import TorchvisionBackend as _TorchImageProcessor
+except ImportError:  # 5.0 to 5.3: the same torchvision processing under its earlier name
+    from transformers.image_processing_utils_fast import BaseImageProcessorFast as _TorchImageProcessor
 
 _HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
@@ -35,7 +39,22 @@ def to_eight_bit(image):
     return gray.unsqueeze(0).expand(3, -1, -1).contiguous()
 
 
-class Query2LabelImageProcessor(TorchvisionBackend):
+def to_rgb_input(image):
+    """What the processor resizes: 16/32-bit images as 8-bit tensors (`to_eight_bit`), images with transparency
+    composited onto white, every other PIL mode (L, P, CMYK, ...) converted to RGB; tensors and arrays as they are.
+    Done here rather than by transformers, whose conversion differs between releases."""
+    image = to_eight_bit(image)
+    if not is_pil_image(image) or image.mode == "RGB":
+        return image
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        from PIL import Image
+
+        image = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB")
+    return image.convert("RGB")
+
+
+class Query2LabelImageProcessor(_TorchImageProcessor):
     r"""Image processor for Query2Label.
 
     Resizes to a square `size` (as the official code does: no crop, aspect ratio not kept), converts L, LA, P, RGBA,
@@ -53,8 +72,11 @@ class Query2LabelImageProcessor(TorchvisionBackend):
     do_normalize = True
     do_convert_rgb = True
 
-    def process_image(self, image, *args, **kwargs):
-        return super().process_image(to_eight_bit(image), *args, **kwargs)
+    def process_image(self, image, *args, **kwargs):  # transformers >= 5.4
+        return super().process_image(to_rgb_input(image), *args, **kwargs)
+
+    def _process_image(self, image, *args, **kwargs):  # transformers 5.0 to 5.3
+        return super()._process_image(to_rgb_input(image), *args, **kwargs)
 
 
 __all__ = ["Query2LabelImageProcessor"]
