@@ -43,7 +43,10 @@ Query2LabelImageProcessor.register_for_auto_class("AutoImageProcessor")
 AutoConfig.register("query2label", Query2LabelConfig, exist_ok=True)
 AutoModel.register(Query2LabelConfig, Query2LabelModel, exist_ok=True)
 AutoModelForImageClassification.register(Query2LabelConfig, Query2LabelForMultiLabelClassification, exist_ok=True)
-AutoImageProcessor.register(Query2LabelConfig, image_processor_classes={"torchvision": Query2LabelImageProcessor}, exist_ok=True)
+try:
+    AutoImageProcessor.register(Query2LabelConfig, image_processor_classes={"torchvision": Query2LabelImageProcessor}, exist_ok=True)
+except TypeError:  # transformers < 5.4 registers fast (torchvision) processors under another keyword
+    AutoImageProcessor.register(Query2LabelConfig, fast_image_processor_class=Query2LabelImageProcessor, exist_ok=True)
 
 __all__ = [
     *model.__all__,

@@ -136,6 +136,6 @@ def test_the_training_entry_point_only_orchestrates():
     import modeling_q2l.training.main as main
 
     source = Path(main.__file__).read_text()
-    assert len(source.splitlines()) <= 130
+    assert len(source.splitlines()) <= 140
     functions = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
     assert functions == ["run"]

@@ -17,6 +17,7 @@ from ..evaluation.metrics import sigmoid_scores
 from ..evaluation.report import area_thresholds_for, report_to_markdown
 from ..hub.model_card import training_model_card
 from ..zoo.backbone_weights import image_processor_for_backbone
+from .interruption import FolderUpdate, SigtermCheckpoint
 from .model_setup import build_model
 from .push import push_outputs, take_over_push
 from .resume import checkpoint_to_resume
@@ -76,7 +77,11 @@ def run(model_args, data_args, training_args):
         backbone_learning_rate=model_args.backbone_learning_rate,
         adaptive_asymmetry=(model_args.target_probability_gap, model_args.asymmetry_step_size) if model_args.adaptive_asymmetry else None,
     )
+    trainer.add_callback(sigterm := SigtermCheckpoint())
     train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+    if sigterm.stopped_at is not None:
+        logger.warning("Stopped by SIGTERM at step %d, saved as a checkpoint in %s: run the same command to resume.", sigterm.stopped_at, training_args.output_dir)
+        raise SystemExit(143)  # 128 + SIGTERM, as an unhandled SIGTERM would end
     prediction, weights = trainer.predict_with_better_weights(eval_dataset)
     logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
     final_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -86,16 +91,17 @@ def run(model_args, data_args, training_args):
         return sigmoid_scores(logits[0] if isinstance(logits, tuple) else logits)
 
     output_dir = Path(training_args.output_dir)
+    update = FolderUpdate(output_dir) if trainer.is_world_process_zero() else None  # the new folder, swapped in at once
     request = FinalReportRequest(
         area_thresholds=area_thresholds_for(data_args.dataset_name, data_args.area_thresholds),
         fit_thresholds=True,  # per-label thresholds for the pipeline, fitted on the evaluation split
         extra_splits=load_extra_splits(data_args),
-        figures_dir=output_dir / "figures" if trainer.is_world_process_zero() else None,
+        figures_dir=update.staging / "figures" if update else None,
         attention_figures=ATTENTION_FIGURE_IMAGES,
     )
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     report, _ = final_report(final_model, processor, eval_split, preparer, predict, request, scores=sigmoid_scores(logits))
-    report["figures"] = {name: str(Path(path).relative_to(output_dir)) for name, path in report.get("figures", {}).items()}
+    report["figures"] = {name: str(Path(path).relative_to(update.staging)) for name, path in report.get("figures", {}).items()} if update else {}
     report.update(
         {
             "weights": weights,
@@ -114,12 +120,13 @@ def run(model_args, data_args, training_args):
             "trainable_parameters": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
         }
     )
-    if trainer.is_world_process_zero():
-        trainer.save_model(str(output_dir))
-        processor.save_pretrained(output_dir)
-        (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
+    if update:
+        trainer.save_model(str(update.staging))
+        processor.save_pretrained(update.staging)
+        (update.staging / "eval_results.json").write_text(json.dumps(report, indent=2))
         summary = summarise_run(final_model, model_args, data_args, training_args, starting, weights)
-        training_model_card(final_model.config, report, summary).save(output_dir / "README.md")
+        training_model_card(final_model.config, report, summary).save(update.staging / "README.md")
+        update.commit()
         print(report_to_markdown(report))
         print(f"\nSaved to {output_dir} ({report['total_runtime_s']} s in all)")
         if push_to_hub:
