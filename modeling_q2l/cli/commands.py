@@ -8,15 +8,16 @@ path), `defaults`. The package itself never assumes a data folder.
 import json
 import sys
 
+from ..extras import MissingExtraError
 from . import arguments
 
 
 def run_script(command, *args, **kwargs) -> None:
-    """Run a command as a script: a `ValueError` (bad input) ends in `error: ...` on stderr and exit status 1, with
-    no traceback; an integer result is the exit status."""
+    """Run a command as a script: a `ValueError` (bad input) or a missing optional package ends in `error: ...` on
+    stderr and exit status 1, with no traceback; an integer result is the exit status."""
     try:
         status = command(*args, **kwargs)
-    except ValueError as error:
+    except (ValueError, MissingExtraError) as error:
         raise SystemExit(f"error: {error}") from None
     sys.exit(status if isinstance(status, int) else 0)
 

@@ -11,6 +11,7 @@ import logging
 
 from ..evaluation.attention_figures import explain_image, overlay
 from ..evaluation.predict import load_classifier
+from ..extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def classify(
 
 def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
     """The app as a `gradio.Blocks` for a saved model folder or Hub id (call `.launch()` on it)."""
-    import gradio as gr
+    gr = require("gradio", "The demo app")
 
     model, processor = load_classifier(model_path, device)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]

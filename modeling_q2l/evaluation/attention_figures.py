@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from ..data.loading import to_rgb
+from ..extras import require
 from .attention_maps import label_attention_maps, upsample_maps
 from .predict import expand_inputs, label_thresholds, load_classifier, open_for_prediction
 
@@ -67,7 +68,7 @@ def explain_image(
 
 def overlay(image: Image.Image, attention_map: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> Image.Image:
     """The image with a map (at the image's size) drawn over it in colour, scaled to its own maximum."""
-    from matplotlib import colormaps
+    colormaps = require("matplotlib", "Drawing attention maps").colormaps
 
     scaled = attention_map / max(float(attention_map.max()), 1e-12)
     heat = (colormaps[colormap](scaled)[..., :3] * 255).astype(np.uint8)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data.loading import PreparedSplit
 from ..data.splits import SplitPreparer
+from ..extras import MissingExtraError, require
 from .report import labels_in_model_order, report_for_split
 from .thresholds import fit_label_thresholds
 
@@ -81,9 +82,9 @@ def save_figures(figures_dir: Path, model, processor, scores, split, preparer, r
     from .plots import write_evaluation_plots
 
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:  # the model, its card and the report are saved all the same
-        logger.warning("No figures in %s: matplotlib is not installed (pip install matplotlib).", figures_dir)
+        require("matplotlib", "Drawing the evaluation figures")
+    except MissingExtraError as error:  # the model, its card and the report are saved all the same
+        logger.warning("No figures in %s: %s.", figures_dir, error)
         return {}
     label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     labels = labels_in_model_order(split, preparer.encoder, label_names)

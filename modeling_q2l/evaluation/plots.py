@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import require
+
 from .metrics import _validate
 
 THRESHOLD_GRID = np.linspace(0.0, 1.0, 101)
@@ -40,7 +42,7 @@ def f1_against_threshold(scores: np.ndarray, labels: np.ndarray, grid: np.ndarra
 
 
 def pyplot():
-    import matplotlib
+    matplotlib = require("matplotlib", "Drawing plots and figures")
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..extras import require
+
 ONNX_FILE = "model.onnx"
 
 
@@ -24,6 +26,8 @@ class _LogitsOnly(torch.nn.Module):
 
 def export_onnx(model, output_path, image_size: int, opset: int = 18) -> Path:
     """Export `model` (eval mode, float32) to `output_path` with dynamic batch, height and width."""
+    for module in ("onnx", "onnxscript"):  # what torch's dynamo exporter needs
+        require(module, "ONNX export")
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 3, image_size, image_size)
@@ -43,7 +47,7 @@ def export_onnx(model, output_path, image_size: int, opset: int = 18) -> Path:
 
 
 def onnx_session(path, threads: int | None = None):
-    import onnxruntime
+    onnxruntime = require("onnxruntime", "Running an ONNX export")
 
     options = onnxruntime.SessionOptions()
     if threads:

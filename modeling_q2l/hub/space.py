@@ -12,6 +12,8 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from ..extras import require
+
 PACKAGE_DIR = Path(__file__).parents[1]
 SPACE_RUNTIME_REQUIREMENTS = ("matplotlib",)
 # The package's own runtime needs (setup.py's install_requires), read from the installed metadata.
@@ -67,7 +69,7 @@ def package_requirements() -> list[str]:
 
 def write_space(model_id: str, output_dir: Path, title: str | None = None) -> Path:
     """Write a Gradio Space folder for the model `model_id` into `output_dir`."""
-    import gradio
+    gradio = require("gradio", "Building a Gradio Space")
 
     if model_id.count("/") != 1:
         raise ValueError(f"The Space runs the model from the Hub: give its repo id as ORG/NAME, got {model_id!r}.")

@@ -94,6 +94,12 @@ def main() -> None:
     parser.add_argument("--image", required=True, type=Path)
     parser.add_argument("--screenshot", required=True, type=Path)
     args = parser.parse_args()
+    from modeling_q2l.extras import MissingExtraError, require
+
+    try:
+        require("selenium", "Driving the demo in a browser")
+    except MissingExtraError as error:
+        raise SystemExit(f"error: {error}") from None
     port = free_port()
     server = serve_app(args.model, port, args.screenshot.with_suffix(".log"))
     driver = chromium_driver()

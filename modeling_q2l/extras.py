@@ -1,0 +1,40 @@
+"""The package's optional parts and the `pip install` extra that brings each one (setup.py's `extras_require`).
+
+`require("gradio", "the demo app")` imports and returns the module, or raises `MissingExtraError` whose one-line
+message names the extra; the command-line entry points print that line and exit with status 1.
+"""
+
+import importlib
+
+# module -> the extra of setup.py that installs it
+EXTRA_OF_MODULE = {
+    "gradio": "demo",
+    "matplotlib": "demo",  # also in "train": the figures saved with a trained model
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "onnxruntime": "onnx",
+    "selenium": "tests",
+    "accelerate": "train",
+    "datasets": "train",
+    "evaluate": "train",
+}
+
+
+class MissingExtraError(ImportError):
+    """An optional package a feature needs is not installed."""
+
+
+def missing_extra_message(module: str, feature: str) -> str:
+    extra = EXTRA_OF_MODULE.get(module.split(".")[0])
+    install = f'pip install "modeling-q2l[{extra}]" (from a clone: pip install -e ".[{extra}]")' if extra else f"pip install {module}"
+    return f"{feature} needs {module.split('.')[0]}, which is not installed: {install}"
+
+
+def require(module: str, feature: str):
+    """`importlib.import_module(module)`, or `MissingExtraError` naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != module.split(".")[0]:
+            raise  # the package is there but something it needs is broken: let that error speak
+        raise MissingExtraError(missing_extra_message(module, feature)) from None
