@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..model.image_processing_query2label import to_eight_bit
+from ..model.image_processing_query2label import to_rgb_input
 from .labels import BadSampleError, LabelEncoder
 
 logger = logging.getLogger(__name__)
@@ -87,14 +87,12 @@ def open_image(value) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB as the image processor makes it: 16-bit scaled to 8 bits, transparency composited on white."""
-    image = to_eight_bit(image)
+    """RGB as the image processor makes it (`to_rgb_input`): 16-bit scaled to 8 bits, transparency composited on
+    white, any other mode converted."""
+    image = to_rgb_input(image)
     if not isinstance(image, Image.Image):  # a (3, height, width) uint8 tensor
         return Image.fromarray(image.permute(1, 2, 0).numpy())
-    if "A" in image.getbands() or image.info.get("transparency") is not None:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return image.convert("RGB")
+    return image
 
 
 @dataclass

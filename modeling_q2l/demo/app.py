@@ -8,14 +8,25 @@ the click handler is also an API endpoint (`/predict`) for `gradio_client`.
 """
 
 import logging
+from pathlib import Path
 
 from ..evaluation.attention_figures import explain_image, overlay
-from ..evaluation.predict import load_classifier
+from ..evaluation.predict import load_classifier, open_for_prediction
 from ..extras import require
 
 logger = logging.getLogger(__name__)
 
 TITLE = "Query2Label: multi-label image classification"
+BEST_LABEL = "(the best label)"  # the overlay's default choice, so that the API needs the image alone
+
+
+def upload_problem(error: Exception) -> str:
+    """What went wrong with an uploaded file, in the words the page shows."""
+    from PIL import Image
+
+    if isinstance(error, Image.DecompressionBombError):
+        return f"The image is too large to open safely ({error}). Upload a smaller image."
+    return f"The file is not an image this app can read ({type(error).__name__}: {error}). Upload a PNG, JPEG, WebP, GIF, BMP or TIFF image."
 
 
 def classify(
@@ -27,9 +38,15 @@ def classify(
     selected_label: str | None,
     through_encoder: bool = False,
 ):
-    """(labels with scores at or above their thresholds, the overlay of the selected label, that label)."""
+    """(labels with scores at or above their thresholds, the overlay of the selected label, that label). `image` is a
+    PIL image or a path (an unreadable file is a ValueError naming the problem)."""
     if image is None:
         raise ValueError("Upload an image first.")
+    if isinstance(image, (str, Path)):
+        try:
+            image = open_for_prediction(Path(image))
+        except ValueError as error:
+            raise ValueError(upload_problem(error.__cause__ or error)) from error
     explained = explain_image(
         model, processor, image, threshold=None if use_fitted_thresholds else threshold, through_encoder=through_encoder
     )
@@ -51,6 +68,19 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     fitted = getattr(model.config, "label_thresholds", None) is not None
 
+    class UploadedImage(gr.Image):
+        """gr.Image whose decoding errors (not an image, a decompression bomb) reach the page as messages."""
+
+        is_template = True  # drawn by gr.Image's front end
+
+        def preprocess(self, payload):
+            try:
+                return super().preprocess(payload)
+            except gr.Error:
+                raise
+            except Exception as error:  # noqa: BLE001 (PIL raises several kinds on bad files)
+                raise gr.Error(upload_problem(error)) from None
+
     def on_submit(image, use_fitted, threshold, selected_label, through_encoder):
         try:
             kept, picture, label = classify(model, processor, image, use_fitted, threshold, selected_label, through_encoder)
@@ -65,13 +95,14 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
         )
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="pil", label="Image")
+                # the uploaded file as it is (no conversion, no re-encoding): classify decodes it and names what is wrong
+                image = UploadedImage(type="filepath", image_mode=None, label="Image")
                 use_fitted = gr.Checkbox(
                     value=True,
                     label="Per-label thresholds fitted on validation data" if fitted else "Per-label thresholds (0.5: none were fitted)",
                 )
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="One threshold for every label (when unticked)")
-                selected = gr.Dropdown(names, value=None, label="Attention of label (default: the best)")
+                selected = gr.Dropdown([BEST_LABEL, *names], value=BEST_LABEL, label="Attention of label")
                 rollout = gr.Checkbox(value=False, label="Carry the map back through the encoder (attention rollout)")
                 submit = gr.Button("Submit", variant="primary")
             with gr.Column():

@@ -72,6 +72,8 @@ def open_for_prediction(path: Path) -> Image.Image:
         raise ValueError(f"{path}: no such file")
     try:
         return open_image(str(path))
+    except Image.DecompressionBombError as error:  # PIL refuses images of over ~179 million pixels
+        raise ValueError(f"{path}: too large to open safely ({error})") from error
     except (OSError, SyntaxError, ValueError) as error:  # what PIL raises on unreadable or truncated files
         raise ValueError(f"{path}: cannot read the image ({error})") from error
 

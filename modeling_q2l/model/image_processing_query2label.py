@@ -47,10 +47,11 @@ def to_rgb_input(image):
     if not is_pil_image(image) or image.mode == "RGB":
         return image
     if "A" in image.getbands() or image.info.get("transparency") is not None:
-        from PIL import Image
-
         image = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB")
+        white = image.copy()
+        white.paste((255, 255, 255, 255), (0, 0, *image.size))
+        white.alpha_composite(image)  # PIL's own compositing, through the image's methods (no PIL import here)
+        return white.convert("RGB")
     return image.convert("RGB")
 
 

@@ -46,9 +46,10 @@ def demo_model(tmp_path_factory):
     return folder
 
 
-def pipeline_answer(folder: Path, image_path: Path, **kwargs) -> dict:
+def pipeline_answer(folder: Path, image, **kwargs) -> dict:
+    """The pipeline's answer for an image path or a PIL image."""
     classifier = pipeline("image-classification", model=str(folder), trust_remote_code=True)
-    return {item["label"]: item["score"] for item in classifier(str(image_path), **kwargs)}
+    return {item["label"]: item["score"] for item in classifier(image if not isinstance(image, Path) else str(image), **kwargs)}
 
 
 def test_the_app_answers_as_the_pipeline_does(demo_model):
@@ -141,3 +142,57 @@ def test_publish_writes_a_space_that_runs_on_its_own_copy_of_the_package(demo_mo
     assert Path(package_file).is_relative_to(space) and demo_type == "Blocks"
     with pytest.raises(ValueError, match="ORG/NAME"):
         publish(PublishArguments(model=str(demo_model), repo_id="org/q2l-demo", space="no-slash", dry_run=str(tmp_path / "x")))
+
+
+def bad_and_unusual_images(folder: Path) -> dict:
+    """Files a user uploads: three the app must refuse with a reason, four it must answer."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    files = {}
+    files["not an image"] = folder / "notes.png"
+    files["not an image"].write_text("these are notes, not pixels")
+    jpeg = folder / "full.jpg"
+    Image.open(folder / "image0.png").convert("RGB").resize((256, 256)).save(jpeg, quality=95)
+    files["truncated"] = folder / "truncated.jpg"
+    files["truncated"].write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 3])
+    # a 30,000 x 30,000 PNG header over a few bytes of data: a decompression bomb that costs nothing to make
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    files["bomb"] = folder / "bomb.png"
+    files["bomb"].write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    base = Image.open(folder / "image0.png").convert("RGB")
+    Image.new("RGB", (1, 1), (120, 30, 200)).save(folder / "tiny.png")
+    Image.fromarray((__import__("numpy").array(base.convert("L"), dtype="uint16") * 257)).save(folder / "sixteen.png")
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    frames = [base, base.rotate(90), base.rotate(180)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    files.update({name: folder / name for name in ("tiny.png", "sixteen.png", "cmyk.jpg", "animated.gif")})
+    return files
+
+
+def test_the_app_says_what_is_wrong_with_a_file_and_answers_unusual_images(demo_model, served_app, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    for name in ("image0.png",):
+        (tmp_path / name).write_bytes((demo_model / name).read_bytes())
+    files = bad_and_unusual_images(tmp_path)
+    client = Client(served_app, verbose=False)
+    expected = {"not an image": "not an image this app can read", "truncated": "truncated", "bomb": "too large to open safely"}
+    for kind, words in expected.items():
+        with pytest.raises(AppError, match=words):  # the message the page shows
+            client.predict(handle_file(str(files[kind])), api_name="/predict")
+    for name in ("tiny.png", "sixteen.png", "cmyk.jpg", "animated.gif"):
+        labels, overlay, selected = client.predict(handle_file(str(files[name])), api_name="/predict")  # the image alone
+        assert len(labels["confidences"]) >= 1 or labels.get("label") is None, name
+        assert Path(overlay).is_file() and selected in NAMES, name
+        answer = {row["label"]: row["confidence"] for row in labels["confidences"]}
+        from PIL import Image
+
+        with Image.open(files[name]) as image:  # a PIL image: transformers' path loading would clip 16 bits
+            assert answer == pytest.approx(pipeline_answer(demo_model, image), abs=1e-5), name
