@@ -4,6 +4,7 @@ This file is saved next to the weights for `trust_remote_code`: it imports only 
 its flat siblings, never this package absolutely.
 """
 
+import dataclasses
 from typing import Any
 
 import transformers
@@ -15,6 +16,9 @@ except ImportError:  # transformers 4.x: configs were not yet dataclasses, and t
         f"This Query2Label model needs transformers >= 5.0 (found {transformers.__version__}): pip install -U \"transformers>=5\""
     ) from None
 from transformers.activations import ACT2FN
+
+# transformers >= 5.4 makes configs dataclasses that call `__post_init__`; 5.0 to 5.3 pass the fields to `__init__`
+_DATACLASS_CONFIGS = dataclasses.is_dataclass(PreTrainedConfig)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 # Written into every saved config so that the Auto classes find our code next to the weights.
@@ -211,6 +215,16 @@ class Query2LabelConfig(PreTrainedConfig):
     asl_eps: float = 1e-5
     asl_disable_focal_grad: bool = True
 
+    if not _DATACLASS_CONFIGS:
+
+        def __init__(self, **kwargs: Any):
+            fields = {name: kwargs.pop(name) for name in list(kwargs) if name in Query2LabelConfig.__annotations__}
+            later = {name: kwargs.pop(name) for name in ("custom_pipelines", "auto_map") if name in kwargs}
+            super().__init__(**kwargs)
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.__post_init__(**later)
+
     def __post_init__(self, **kwargs: Any):
         if self.problem_type is None:
             self.problem_type = "multi_label_classification"
@@ -251,7 +265,8 @@ class Query2LabelConfig(PreTrainedConfig):
         auto_map.update(kwargs.pop("auto_map", None) or {})
         auto_map["AutoModelForImageClassification"] = CLASSIFIER_HEADS[self.classifier_head]
         self.auto_map = auto_map
-        super().__post_init__(**kwargs)
+        if _DATACLASS_CONFIGS:
+            super().__post_init__(**kwargs)
         if self.label_groups is not None and not 1 <= self.label_groups <= self.num_labels:
             raise ValueError(
                 f"label_groups must lie between 1 and num_labels ({self.num_labels}), got {self.label_groups}; "

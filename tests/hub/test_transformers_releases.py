@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from helpers import FASHION_NAMES, tiny_config, validation_images
+from helpers import FASHION_NAMES, tiny_config, transformers_config, validation_images
 from PIL import Image
 
 from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
@@ -17,10 +17,12 @@ OTHER_RELEASES = [path for path in os.environ.get("Q2L_COMPAT_PYTHONS", "").spli
 TRANSFORMERS4 = os.environ.get("Q2L_TRANSFORMERS4_PYTHON")
 
 
-@pytest.fixture(scope="module")
-def folder_and_images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("folder")
-    config = tiny_config(num_labels=10, id2label=dict(enumerate(FASHION_NAMES)), label2id={n: i for i, n in enumerate(FASHION_NAMES)})
+@pytest.fixture(scope="module", params=["timm", "transformers"])
+def folder_and_images(request, tmp_path_factory):
+    """A saved folder with a timm backbone, and one with a transformers backbone (a sub-config, as the CvT variant)."""
+    folder = tmp_path_factory.mktemp(f"folder-{request.param}")
+    labels = dict(id2label=dict(enumerate(FASHION_NAMES)), label2id={n: i for i, n in enumerate(FASHION_NAMES)}, label_thresholds=[0.45] * 10)
+    config = tiny_config(num_labels=10, **labels) if request.param == "timm" else transformers_config(num_labels=10, **labels)
     torch.manual_seed(0)
     Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
     Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
@@ -44,6 +46,7 @@ def test_other_transformers_releases_load_the_folder_and_give_the_same_scores(fo
         here, there = check_folder_without_package(folder, image), check_folder_without_package(folder, image, python=python)
         assert there["transformers_version"] != here["transformers_version"]
         assert there["pipeline_module"].endswith("pipeline_query2label") and len(there["predictions"]) == 10
+        assert there["default_predictions"] == [row for row in there["predictions"] if row["score"] >= 0.45]  # the config's thresholds
         for label, score in scores(here).items():
             assert abs(scores(there)[label] - score) < 1e-4, (image.name, label, there["transformers_version"])
 
