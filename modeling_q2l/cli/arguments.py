@@ -226,6 +226,9 @@ class PredictArguments:
     format: str = field(default="json", metadata={"help": "json or csv."})
     batch_size: int = field(default=16, metadata={"help": "Images per forward pass."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
+    num_workers: int | None = field(
+        default=None, metadata={"help": "Processes that decode and resize images while the model runs (default: 1 per 2 cores, at most 4; 0: none)."}
+    )
 
 
 @dataclass

@@ -68,18 +68,18 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     fitted = getattr(model.config, "label_thresholds", None) is not None
 
-    class UploadedImage(gr.Image):
-        """gr.Image whose decoding errors (not an image, a decompression bomb) reach the page as messages."""
+    def name_upload_problems(preprocess):
+        """The image component's decoding, with errors (not an image, a decompression bomb) turned into messages."""
 
-        is_template = True  # drawn by gr.Image's front end
-
-        def preprocess(self, payload):
+        def checked(payload):
             try:
-                return super().preprocess(payload)
+                return preprocess(payload)
             except gr.Error:
                 raise
             except Exception as error:  # noqa: BLE001 (PIL raises several kinds on bad files)
                 raise gr.Error(upload_problem(error)) from None
+
+        return checked
 
     def on_submit(image, use_fitted, threshold, selected_label, through_encoder):
         try:
@@ -96,7 +96,8 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
         with gr.Row():
             with gr.Column():
                 # the uploaded file as it is (no conversion, no re-encoding): classify decodes it and names what is wrong
-                image = UploadedImage(type="filepath", image_mode=None, label="Image")
+                image = gr.Image(type="filepath", image_mode=None, label="Image")
+                image.preprocess = name_upload_problems(image.preprocess)  # this component only
                 use_fitted = gr.Checkbox(
                     value=True,
                     label="Per-label thresholds fitted on validation data" if fitted else "Per-label thresholds (0.5: none were fitted)",

@@ -1,9 +1,9 @@
 """Prediction on image files and folders with a saved model (the logic behind `scripts/predict.py`)."""
 
 import csv
-import io
 import json
 import logging
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -83,6 +83,15 @@ def file_sources(paths) -> list[tuple[str, Callable[[], Image.Image]]]:
     return [(str(path), partial(open_for_prediction, Path(path))) for path in paths]
 
 
+def _open_split_row(raw, image_column: str, split_name: str, index: int) -> Image.Image:
+    try:
+        return open_image(raw[index][image_column])
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{split_name}[{index}]: too large to open safely ({error})") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{split_name}[{index}]: cannot read the image ({error})") from error
+
+
 def split_sources(dataset, image_column: str, split_name: str) -> list[tuple[str, Callable[[], Image.Image]]]:
     """(name, opener) of each row of a dataset split, named `split[index]`; images are decoded as they are read."""
     from datasets import Image as ImageFeature
@@ -90,73 +99,103 @@ def split_sources(dataset, image_column: str, split_name: str) -> list[tuple[str
     if image_column not in dataset.features:
         raise ValueError(f"No column {image_column!r} in the {split_name} split (columns: {list(dataset.features)}); pass --image_column_name.")
     raw = dataset.cast_column(image_column, ImageFeature(decode=False))
+    return [(f"{split_name}[{index}]", partial(_open_split_row, raw, image_column, split_name, index)) for index in range(len(raw))]
 
-    def opener(index: int) -> Image.Image:
+
+class _PreparedImages(torch.utils.data.Dataset):
+    """Each source decoded and resized by the processor (in a DataLoader worker when there are workers):
+    (name, pixel_values or None, error message or None)."""
+
+    def __init__(self, sources, processor):
+        self.sources, self.processor = sources, processor
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int):
+        name, opener = self.sources[index]
         try:
-            return open_image(raw[index][image_column])
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"{split_name}[{index}]: cannot read the image ({error})") from error
+            image = opener()
+        except ValueError as error:
+            return name, None, str(error)
+        return name, self.processor(image, return_tensors="pt")["pixel_values"][0], None
 
-    return [(f"{split_name}[{index}]", partial(opener, index)) for index in range(len(raw))]
+
+def _one_thread_per_worker(_):
+    torch.set_num_threads(1)  # the model's threads keep the cores; a worker only decodes and resizes
+
+
+def default_workers() -> int:
+    """Decoding processes beside the model: one per two cores, at most 4."""
+    return min(4, (os.cpu_count() or 1) // 2)
 
 
 @torch.no_grad()
-def predict_images(model, processor, sources, thresholds: torch.Tensor, batch_size: int = 16, progress: bool = False):
-    """For each readable image of `sources` ((name, opener) pairs), the labels whose probability reaches their
-    threshold, with scores, best first.
-
-    Returns (results, failures): failures are messages naming each unreadable image and why; the others are still
-    predicted."""
+def iter_predictions(model, processor, sources, thresholds: torch.Tensor, batch_size: int = 16, num_workers: int = 0, progress: bool = False):
+    """Yield, for each source in order, {"image": name, "labels": [...]} with the labels whose probability reaches
+    their threshold (best first), or {"image": name, "error": why} for an unreadable one. Images are decoded batch by
+    batch (by `num_workers` processes ahead of the model), so memory does not grow with the number of images."""
     from tqdm.auto import tqdm
 
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     device = next(model.parameters()).device
-    results, failures = [], []
+    loader = torch.utils.data.DataLoader(
+        _PreparedImages(sources, processor),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=list,
+        worker_init_fn=_one_thread_per_worker if num_workers else None,
+        prefetch_factor=2 if num_workers else None,
+    )
     with tqdm(total=len(sources), unit="image", desc="Predicting", disable=not progress) as bar:
-        for start in range(0, len(sources), batch_size):
-            chunk, images = [], []
-            for name, opener in sources[start : start + batch_size]:
-                try:
-                    images.append(opener())
-                    chunk.append(name)
-                except ValueError as error:
-                    failures.append(str(error))
-            if images:
-                pixels = processor(images, return_tensors="pt")["pixel_values"].to(device, model.dtype)
-                probabilities = torch.sigmoid(model(pixel_values=pixels).logits.float()).cpu()
-                for name, row in zip(chunk, probabilities):
-                    order = torch.argsort(row, descending=True).tolist()
-                    kept = [{"label": names[i], "score": round(float(row[i]), 6)} for i in order if row[i] >= thresholds[i]]
-                    results.append({"image": name, "labels": kept})
-            bar.update(len(sources[start : start + batch_size]))
-    return results, failures
+        for batch in loader:
+            pixels = [item[1] for item in batch if item[1] is not None]
+            probabilities = iter(())
+            if pixels:
+                logits = model(pixel_values=torch.stack(pixels).to(device, model.dtype)).logits
+                probabilities = iter(torch.sigmoid(logits.float()).cpu())
+            for name, prepared, error in batch:
+                if prepared is None:
+                    yield {"image": name, "error": error}
+                    continue
+                row = next(probabilities)
+                order = torch.argsort(row, descending=True).tolist()
+                yield {"image": name, "labels": [{"label": names[i], "score": round(float(row[i]), 6)} for i in order if row[i] >= thresholds[i]]}
+            bar.update(len(batch))
 
 
-def predict_files(model, processor, paths, thresholds: torch.Tensor, batch_size: int = 16, progress: bool = False):
-    """`predict_images` of image files."""
-    return predict_images(model, processor, file_sources(paths), thresholds, batch_size, progress)
+class StreamedOutput:
+    """Predictions written as they come, as a JSON array or CSV rows: nothing is held until the end."""
 
+    def __init__(self, stream, output_format: str):
+        if output_format not in ("json", "csv"):
+            raise ValueError(f"--format must be json or csv, got {output_format!r}.")
+        self.stream, self.format, self.count = stream, output_format, 0
+        if output_format == "csv":
+            self.writer = csv.writer(stream, lineterminator="\n")
+            self.writer.writerow(["image", "label", "score"])
 
-def format_predictions(results: list[dict], output_format: str) -> str:
-    if output_format == "json":
-        return json.dumps(results, indent=2)
-    if output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["image", "label", "score"])
-        for result in results:
+    def write(self, result: dict) -> None:
+        if self.format == "json":
+            text = json.dumps(result, indent=2)
+            self.stream.write(("[\n" if self.count == 0 else ",\n") + "  " + text.replace("\n", "\n  "))
+        else:
             for item in result["labels"]:
-                writer.writerow([result["image"], item["label"], item["score"]])
-        return buffer.getvalue()
-    raise ValueError(f"--format must be json or csv, got {output_format!r}.")
+                self.writer.writerow([result["image"], item["label"], item["score"]])
+        self.count += 1
+
+    def close(self) -> None:
+        if self.format == "json":
+            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+        self.stream.flush()
 
 
 def run_prediction(args, inputs: list[str], stdout, stderr, data_args=None) -> int:
     """Predict every image of `inputs` (files and folders), or with `data_args.dataset_name` every image of the split
-    `data_args` names (`--eval_split_name`, alias `--split`; read through `data.splits.load_split`); write the answers to
-    `stdout` and each unreadable image to `stderr`. Returns the exit status: 1 when any image could not be predicted."""
-    if args.format not in ("json", "csv"):
-        raise ValueError(f"--format must be json or csv, got {args.format!r}.")
+    `data_args` names (`--eval_split_name`, alias `--split`; read through `data.splits.load_split`); write each answer
+    to `stdout` as it comes and each unreadable image to `stderr`. Returns the exit status: 1 when any image could not
+    be predicted."""
+    output = StreamedOutput(stdout, args.format)
     from_dataset = data_args is not None and bool(data_args.dataset_name or data_args.coco_annotations or data_args.coco_eval_annotations)
     if from_dataset and inputs:
         raise ValueError(f"Give image files and folders or --dataset_name, not both (got {inputs} and {data_args.dataset_name}).")
@@ -172,10 +211,15 @@ def run_prediction(args, inputs: list[str], stdout, stderr, data_args=None) -> i
         raise ValueError(f"No images in {inputs or data_args.dataset_name}.")
     model, processor = load_classifier(args.model, args.device)
     thresholds = label_thresholds(model.config, args.threshold, args.thresholds)
-    results, failures = predict_images(model, processor, sources, thresholds, args.batch_size, progress=True)
-    stdout.write(format_predictions(results, args.format) + "\n")
-    for failure in failures:
-        stderr.write(f"error: {failure}\n")
+    workers = default_workers() if getattr(args, "num_workers", None) is None else args.num_workers
+    failures = 0
+    for result in iter_predictions(model, processor, sources, thresholds, args.batch_size, workers, progress=True):
+        if "error" in result:
+            stderr.write(f"error: {result['error']}\n")
+            failures += 1
+        else:
+            output.write(result)
+    output.close()
     if failures:
-        stderr.write(f"{len(failures)} of {len(sources)} images could not be predicted.\n")
+        stderr.write(f"{failures} of {len(sources)} images could not be predicted.\n")
     return 1 if failures else 0
