@@ -34,7 +34,7 @@ def require(module: str, feature: str):
     """`importlib.import_module(module)`, or `MissingExtraError` naming the extra that installs it."""
     try:
         return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] != module.split(".")[0]:
-            raise  # the package is there but something it needs is broken: let that error speak
+    except ImportError as error:
+        if error.name is not None and error.name.split(".")[0] != module.split(".")[0]:
+            raise  # the package is there but something it needs is missing: let that error speak
         raise MissingExtraError(missing_extra_message(module, feature)) from None

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..zoo.variants import VARIANTS, variant_config
+from .machine import machine_description
 from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -232,6 +233,7 @@ def run_suite(args) -> dict:
         "autocast": args.autocast,
         "device": args.device,
         "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
+        "machine": machine_description(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "repeats": args.repeats,
@@ -252,8 +254,10 @@ def run_suite(args) -> dict:
 
 
 def results_markdown(results: dict) -> str:
-    """The suite's results as Markdown tables."""
+    """The suite's results as Markdown tables, under the machine they were measured on."""
     lines = [
+        results.get("machine", ""),
+        "",
         f"{results['variant']}, {results['image_size']} px, {results['num_labels']} labels"
         + (f" in {results['label_groups']} groups" if results["label_groups"] else "")
         + f", {results['dtype']}" + (f" with {results['autocast']} autocast" if results["autocast"] else "")

@@ -408,6 +408,15 @@ class CompareArguments:
 
 
 @dataclass
+class PredictionBenchmarkArguments:
+    model: str | None = field(default=None, metadata={"help": "Saved model folder (default: the main job's architecture with random weights)."})
+    images: int = field(default=10000, metadata={"help": "Image files to predict."})
+    batch_size: int = field(default=16, metadata={"help": "Images per forward pass."})
+    workers: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Numbers of decoding workers to time."})
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's)."})
+
+
+@dataclass
 class DemoArguments:
     """`app.py`: the Gradio demo (in a Space, the model comes from the `Q2L_MODEL` variable)."""
 

@@ -143,6 +143,17 @@ def benchmark_transfer(argv=None, dataset: str | None = None) -> dict:
     return run_transfer_benchmark(args, dataset, train)
 
 
+def benchmark_prediction(argv=None, dataset: str | None = None) -> dict:
+    """Prediction from image files against the bare model; `dataset`: the mosaics whose validation images are used."""
+    from ..benchmark.prediction import model_and_processor, prediction_table, run_prediction_benchmark, validation_images
+
+    (args,) = arguments.parse((arguments.PredictionBenchmarkArguments,), argv)
+    model, processor = model_and_processor(args.model, args.threads)
+    rows = run_prediction_benchmark(model, processor, validation_images(dataset), args.images, args.batch_size, args.workers)
+    print(prediction_table(rows, args.batch_size))
+    return rows
+
+
 def compare_official_cvt(argv=None) -> None:
     """Our CvT backbone side by side with the authors' `cls_cvt.py`."""
     from ..benchmark.official_cvt import run_cvt_comparison

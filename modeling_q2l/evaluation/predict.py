@@ -102,12 +102,11 @@ def split_sources(dataset, image_column: str, split_name: str) -> list[tuple[str
     return [(f"{split_name}[{index}]", partial(_open_split_row, raw, image_column, split_name, index)) for index in range(len(raw))]
 
 
-class _PreparedImages(torch.utils.data.Dataset):
-    """Each source decoded and resized by the processor (in a DataLoader worker when there are workers):
-    (name, pixel_values or None, error message or None)."""
+class _DecodedImages(torch.utils.data.Dataset):
+    """Each source decoded (in a DataLoader worker when there are workers): (name, image or None, error or None)."""
 
-    def __init__(self, sources, processor):
-        self.sources, self.processor = sources, processor
+    def __init__(self, sources):
+        self.sources = sources
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -115,10 +114,21 @@ class _PreparedImages(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         name, opener = self.sources[index]
         try:
-            image = opener()
+            return name, opener(), None
         except ValueError as error:
             return name, None, str(error)
-        return name, self.processor(image, return_tensors="pt")["pixel_values"][0], None
+
+
+class _ResizedBatch:
+    """The collate function: one processor call for the batch's readable images (in the worker, too)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, items):
+        images = [image for _, image, _ in items if image is not None]
+        pixels = self.processor(images, return_tensors="pt")["pixel_values"] if images else None
+        return [(name, image is not None, error) for name, image, error in items], pixels
 
 
 def _one_thread_per_worker(_):
@@ -140,22 +150,21 @@ def iter_predictions(model, processor, sources, thresholds: torch.Tensor, batch_
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(
-        _PreparedImages(sources, processor),
+        _DecodedImages(sources),
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=list,
+        collate_fn=_ResizedBatch(processor),
         worker_init_fn=_one_thread_per_worker if num_workers else None,
         prefetch_factor=2 if num_workers else None,
     )
     with tqdm(total=len(sources), unit="image", desc="Predicting", disable=not progress) as bar:
-        for batch in loader:
-            pixels = [item[1] for item in batch if item[1] is not None]
+        for batch, pixels in loader:
             probabilities = iter(())
-            if pixels:
-                logits = model(pixel_values=torch.stack(pixels).to(device, model.dtype)).logits
+            if pixels is not None:
+                logits = model(pixel_values=pixels.to(device, model.dtype)).logits
                 probabilities = iter(torch.sigmoid(logits.float()).cpu())
-            for name, prepared, error in batch:
-                if prepared is None:
+            for name, readable, error in batch:
+                if not readable:
                     yield {"image": name, "error": error}
                     continue
                 row = next(probabilities)
