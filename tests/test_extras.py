@@ -61,3 +61,16 @@ def test_the_browser_script_names_selenium():
     result = run_without(["selenium"], "tests/demo/browser.py", "--model", "m", "--image", "i.png", "--screenshot", "s.png")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "needs selenium, which is not installed" in result.stderr and "[tests]" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxscript", "onnxruntime"])
+def test_each_onnx_package_is_named_with_the_onnx_extra(module, monkeypatch, tmp_path):
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+    from modeling_q2l.export.onnx import export_onnx, onnx_session
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=rf'needs {module}, which is not installed: pip install "modeling-q2l\[onnx\]"'):
+        if module == "onnxruntime":
+            onnx_session(tmp_path / "model.onnx")
+        else:
+            export_onnx(Query2LabelForMultiLabelClassification(tiny_config()), tmp_path / "model.onnx", 64)
