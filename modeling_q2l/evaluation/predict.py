@@ -66,16 +66,21 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
+def _decoded(name: str, value) -> Image.Image:
+    """`open_image(value)`, or ValueError naming the image (`name`) and the reason."""
+    try:
+        return open_image(value)
+    except Image.DecompressionBombError as error:  # PIL refuses images of over ~179 million pixels
+        raise ValueError(f"{name}: too large to open safely ({error})") from error
+    except (OSError, SyntaxError, ValueError) as error:  # what PIL raises on unreadable or truncated files
+        raise ValueError(f"{name}: cannot read the image ({error})") from error
+
+
 def open_for_prediction(path: Path) -> Image.Image:
     """A decoded image, or ValueError naming the file and the reason."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    try:
-        return open_image(str(path))
-    except Image.DecompressionBombError as error:  # PIL refuses images of over ~179 million pixels
-        raise ValueError(f"{path}: too large to open safely ({error})") from error
-    except (OSError, SyntaxError, ValueError) as error:  # what PIL raises on unreadable or truncated files
-        raise ValueError(f"{path}: cannot read the image ({error})") from error
+    return _decoded(str(path), str(path))
 
 
 def file_sources(paths) -> list[tuple[str, Callable[[], Image.Image]]]:
@@ -84,12 +89,7 @@ def file_sources(paths) -> list[tuple[str, Callable[[], Image.Image]]]:
 
 
 def _open_split_row(raw, image_column: str, split_name: str, index: int) -> Image.Image:
-    try:
-        return open_image(raw[index][image_column])
-    except Image.DecompressionBombError as error:
-        raise ValueError(f"{split_name}[{index}]: too large to open safely ({error})") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{split_name}[{index}]: cannot read the image ({error})") from error
+    return _decoded(f"{split_name}[{index}]", raw[index][image_column])
 
 
 def split_sources(dataset, image_column: str, split_name: str) -> list[tuple[str, Callable[[], Image.Image]]]:

@@ -8,7 +8,6 @@ checkpoint, and the final folder is replaced in one step.
   (Linux `renameat2(RENAME_EXCHANGE)`), so a kill during the save leaves the previous complete folder or the new one.
 """
 
-import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -158,7 +157,3 @@ class FolderUpdate:
             os.rename(self.staging, self.folder)
             self.staging = backup
         shutil.rmtree(self.staging, ignore_errors=True)
-
-    def abandon(self) -> None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self.staging)
