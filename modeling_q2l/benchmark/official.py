@@ -78,7 +78,7 @@ def calibrate_batch_norms(model: torch.nn.Module, pixels: torch.Tensor) -> None:
     `pixels` (in forward order), random affine parameters, and small scales on each residual branch's last norm.
     Without it, activations of a deep random ResNet grow block after block and float32 rounding differences between
     two equivalent computations grow with them, hiding what a parity test should see."""
-    norms = [module for module in model.modules() if type(module).__name__ in ("FrozenBatchNorm2d", "BatchNorm2d")]
+    norms = [module for module in model.modules() if type(module).__name__ in ("FrozenBatchNorm2d", "BatchNorm2d", "BatchNormAct2d")]
 
     def set_statistics(module, inputs):
         module.running_mean.copy_(inputs[0].mean(dim=(0, 2, 3)))

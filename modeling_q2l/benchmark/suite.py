@@ -42,6 +42,15 @@ def timed(function, repeats: int, warmup: int, device: torch.device) -> list[flo
     return times
 
 
+def first_call_seconds(function, device: torch.device) -> float:
+    """Seconds of one call: the first one of a shape includes building the folded or compiled backbone."""
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def alternating(functions: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
     """Seconds of each named function, run in turn (a, b, a, b, ...) so that both see the same machine state."""
     for _ in range(warmup):
@@ -59,7 +68,11 @@ def alternating(functions: dict, repeats: int, warmup: int, device: torch.device
 
 
 def build_config(args, **overrides) -> Query2LabelConfig:
-    settings = {"label_groups": args.label_groups, "fast_cpu_inference": args.fast_cpu_inference}
+    settings = {
+        "label_groups": args.label_groups,
+        "fast_cpu_inference": args.fast_cpu_inference,
+        "compile_cpu_inference": args.compile and args.device == "cpu",
+    }
     if args.image_size:
         settings["image_size"] = args.image_size
     if args.num_labels:
@@ -94,13 +107,15 @@ def inference_timings(model, args, image_size: int) -> dict:
     """Latency (s per batch) and throughput (images/s) of each batch size; backbone and head times at the largest."""
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
-    forward = torch.compile(model) if args.compile else model
+    # on CPU `--compile` is the model's own switch (config.compile_cpu_inference); elsewhere torch.compile
+    forward = torch.compile(model) if args.compile and device.type != "cpu" else model
     results = {}
     for batch in args.batch_sizes:
         pixels = torch.randn(batch, 3, image_size, image_size, device=device, dtype=dtype)
         with torch.inference_mode(), autocast_context(args, device):
+            first_call = first_call_seconds(lambda: forward(pixel_values=pixels), device)
             seconds = statistics.median(timed(lambda: forward(pixel_values=pixels), args.repeats, args.warmup, device))
-        results[f"batch_{batch}"] = {"latency_s": seconds, "images_per_s": batch / seconds}
+        results[f"batch_{batch}"] = {"latency_s": seconds, "images_per_s": batch / seconds, "first_call_s": first_call}
     batch = max(args.batch_sizes)
     pixels = torch.randn(batch, 3, image_size, image_size, device=device, dtype=dtype)
     backbone_module = model.get_backbone()
@@ -185,33 +200,72 @@ def label_sweep(args, image_size: int) -> dict:
     return results
 
 
-def compare_with_official(args) -> dict:
-    """The authors' model and ours on the same converted weights, alternating run by run: latency of each, the
-    ratio (official / ours: above 1 means ours is faster) and the largest logit difference."""
-    from .official import build_official_model, ours_on_their_weights
+def side_by_side_models(args) -> tuple[str, dict]:
+    """The reference and our models on the same weights: the authors' model (`--compare_official`) or, for
+    backbones their code cannot run here, ours with `fast_cpu_inference` off (`--compare_gains_off`); then ours
+    (eager, with the gains) and, with `--compile`, ours compiled."""
+    from .official import build_official_model, calibrate_batch_norms, ours_on_their_weights
 
-    if args.variant not in VARIANTS:
-        raise ValueError(f"--compare_official needs a paper variant, got {args.variant!r}.")
-    official_args = VARIANTS[args.variant].official_args()
-    if args.image_size:
-        official_args["img_size"] = args.image_size
-    device = torch.device(args.device)
-    official = build_official_model(args.compare_official, official_args).to(device, DTYPES[args.dtype])
-    ours = ours_on_their_weights(official, official_args, fast_cpu_inference=args.fast_cpu_inference)
-    ours = ours.to(device, DTYPES[args.dtype])
-    results = {}
+    dtype = DTYPES[args.dtype]
+    if args.compare_official:
+        if args.variant not in VARIANTS:
+            raise ValueError(f"--compare_official needs a paper variant, got {args.variant!r}.")
+        official_args = VARIANTS[args.variant].official_args()
+        if args.image_size:
+            official_args["img_size"] = args.image_size
+        reference = build_official_model(args.compare_official, official_args)
+
+        def ours(**settings):
+            return ours_on_their_weights(reference, official_args, **settings)
+
+        kind = "official"
+    else:
+        config = build_config(args, fast_cpu_inference=False, compile_cpu_inference=False)
+        reference = build_model(config, args)
+        size = config.image_size
+        calibrate_batch_norms(reference, torch.randn(2, 3, size, size, dtype=dtype))
+
+        def ours(**settings):
+            model = Query2LabelForMultiLabelClassification(Query2LabelConfig(**{**config.to_dict(), **settings}))
+            model.load_state_dict(reference.state_dict())
+            return model.eval()
+
+        kind = "gains_off"
+    models = {"reference": reference, "ours": ours(fast_cpu_inference=True, compile_cpu_inference=False)}
+    if args.compile:
+        models["ours_compiled"] = ours(fast_cpu_inference=True, compile_cpu_inference=True)
+    return kind, {name: model.to(args.device, dtype).eval() for name, model in models.items()}
+
+
+def side_by_side(args) -> dict:
+    """The reference model against ours (and ours compiled) on the same weights and inputs, alternating run by run:
+    seconds per batch of each, speed-ups (reference / ours: above 1 means ours is faster), the largest logit
+    difference to the reference, and the first call of each of ours (building the folded or compiled backbone)."""
+    kind, models = side_by_side_models(args)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    size = models["ours"].config.image_size
+
+    def logits(name, pixels):
+        output = models[name](pixels) if name == "reference" and kind == "official" else models[name](pixel_values=pixels)
+        return (output if isinstance(output, torch.Tensor) else output.logits).float()
+
+    results = {"reference": kind}
     for batch in args.batch_sizes:
-        pixels = torch.randn(batch, 3, official_args["img_size"], official_args["img_size"], device=device, dtype=DTYPES[args.dtype])
+        pixels = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+        row = {}
         with torch.inference_mode(), autocast_context(args, device):
-            difference = (official(pixels).float() - ours(pixel_values=pixels).logits.float()).abs().max().item()
-            times = alternating(
-                {"official": lambda: official(pixels), "ours": lambda: ours(pixel_values=pixels)},
-                args.repeats, args.warmup, device,
-            )  # fmt: skip
-        official_s, ours_s = statistics.median(times["official"]), statistics.median(times["ours"])
-        results[f"batch_{batch}"] = {
-            "official_s": official_s, "ours_s": ours_s, "speedup": official_s / ours_s, "max_abs_logit_difference": difference,
-        }  # fmt: skip
+            expected = logits("reference", pixels)
+            for name in models:
+                if name != "reference":
+                    row[f"{name}_first_call_s"] = first_call_seconds(lambda: logits(name, pixels), device)
+                    row[f"{name}_max_abs_logit_difference"] = (logits(name, pixels) - expected).abs().max().item()
+            functions = {name: (lambda name=name: logits(name, pixels)) for name in models}
+            times = alternating(functions, args.repeats, args.warmup, device)
+        for name in models:
+            row[f"{name}_s"] = statistics.median(times[name])
+            if name != "reference":
+                row[f"{name}_speedup"] = row["reference_s"] / row[f"{name}_s"]
+        results[f"batch_{batch}"] = row
     return results
 
 
@@ -238,6 +292,7 @@ def run_suite(args) -> dict:
         "torch": torch.__version__,
         "repeats": args.repeats,
         "fast_cpu_inference": args.fast_cpu_inference,
+        "compile": args.compile,
     }
     model = build_model(config, args)
     if args.train_batch_size:
@@ -248,8 +303,8 @@ def run_suite(args) -> dict:
         results["onnxruntime"] = onnxruntime_timings(args.onnx, args, image_size)
     if args.label_sweep:
         results["label_sweep"] = label_sweep(args, image_size)
-    if args.compare_official:
-        results["official"] = compare_with_official(args)
+    if args.compare_official or args.compare_gains_off:
+        results["side_by_side"] = side_by_side(args)
     return results
 
 
@@ -262,6 +317,7 @@ def results_markdown(results: dict) -> str:
         + (f" in {results['label_groups']} groups" if results["label_groups"] else "")
         + f", {results['dtype']}" + (f" with {results['autocast']} autocast" if results["autocast"] else "")
         + ("" if results.get("fast_cpu_inference", True) else ", fast CPU inference off")
+        + (", compiled backbone" if results.get("compile") else "")
         + f", {results['device_name']}, {results['torch_threads']} threads, torch {results['torch']}, medians of {results['repeats']} runs",
         "",
         "| measurement | value |",
@@ -269,7 +325,7 @@ def results_markdown(results: dict) -> str:
     ]
     for name, row in results["inference"].items():
         if name.startswith("batch_"):
-            lines.append(f"| inference, batch {name[6:]}: latency (s) / throughput (images/s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} |")
+            lines.append(f"| inference, batch {name[6:]}: latency (s) / throughput (images/s) / first call (s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} / {row['first_call_s']:.3g} |")
     for name, row in results.get("onnxruntime", {}).items():
         lines.append(f"| onnxruntime (CPU), batch {name[6:]}: latency (s) / throughput (images/s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} |")
     split = results["inference"]["split"]
@@ -277,11 +333,20 @@ def results_markdown(results: dict) -> str:
     if "training" in results:
         train = results["training"]
         lines.append(f"| training step, batch {train['batch']}: s / images/s / peak memory (MiB, {train['peak_memory_kind']}) | {train['step_s']:.4g} / {train['images_per_s']:.4g} / {train['peak_memory_mib']:.0f} |")
-    for name, row in results.get("official", {}).items():
-        lines.append(
-            f"| authors' model vs ours, batch {name[6:]}: official s / ours s / speed-up / max abs logit difference | "
-            f"{row['official_s']:.4g} / {row['ours_s']:.4g} / {row['speedup']:.3f}x / {row['max_abs_logit_difference']:.2g} |"
-        )
+    comparison = results.get("side_by_side", {})
+    reference = {"official": "authors' model", "gains_off": "ours with fast_cpu_inference off"}.get(comparison.get("reference"))
+    for name, row in comparison.items():
+        if not name.startswith("batch_"):
+            continue
+        for ours in ("ours", "ours_compiled"):
+            if f"{ours}_s" in row:
+                label = "ours" if ours == "ours" else "ours compiled"
+                lines.append(
+                    f"| {reference} vs {label}, batch {name[6:]}: reference s / {label} s / speed-up / max abs logit "
+                    f"difference / first call s | {row['reference_s']:.4g} / {row[ours + '_s']:.4g} / "
+                    f"{row[ours + '_speedup']:.3f}x / {row[ours + '_max_abs_logit_difference']:.2g} / "
+                    f"{row[ours + '_first_call_s']:.3g} |"
+                )
     for kind, rows in results.get("label_sweep", {}).items():
         for row in rows:
             groups = f", {row['label_groups']} groups" if row["label_groups"] else ", one query per label"

@@ -369,12 +369,19 @@ class SuiteArguments:
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)."})
     repeats: int = field(default=5, metadata={"help": "Timed runs per measurement (the median is reported)."})
     warmup: int = field(default=2, metadata={"help": "Untimed runs before each measurement."})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the model (inference)."})
+    compile: bool = field(
+        default=False,
+        metadata={"help": "On CPU: the model's compiled backbone (config.compile_cpu_inference); elsewhere torch.compile."},
+    )
     fast_cpu_inference: bool = field(
         default=True, metadata={"help": "The model's fast CPU kernels (config.fast_cpu_inference); false for PyTorch's defaults."}
     )
     compare_official: str | None = field(
         default=None, metadata={"help": "Local copy of the authors' repository: run their model side by side."}
+    )
+    compare_gains_off: bool = field(
+        default=False,
+        metadata={"help": "Run ours with fast_cpu_inference off side by side (where the authors' code cannot run)."},
     )
     label_sweep: list[int] = field(
         default_factory=list, metadata={"help": "Label counts of the head-time sweep, e.g. 80 1000 9605."}

@@ -157,10 +157,17 @@ class Query2LabelConfig(PreTrainedConfig):
             threshold of each label, 0.5 for a label without a positive example); `None` means 0.5 for every label.
 
         fast_cpu_inference (`bool`, *optional*, defaults to `True`):
-            In float32 inference on CPU (no gradients, not compiling or exporting): feed convolutional backbones
-            channels-last tensors and run the head's linear layers on oneDNN. Same weights and the same logits up to
-            float32 rounding, 1.5x the throughput of the official model at R101-448 on the benchmark machine
-            (`BENCHMARKS.md`); `False` keeps PyTorch's default kernels. Training and GPUs are unaffected.
+            In float32 inference on CPU (eval mode, no gradients, not compiling or exporting): run the backbone on
+            a copy with each BatchNorm folded into the convolution before it, feed convolutional backbones
+            channels-last tensors, and run the head's linear layers on oneDNN. Same weights and the same logits up
+            to float32 rounding (`BENCHMARKS.md` has the speed-ups, measured per CPU); `False` keeps PyTorch's
+            default kernels. Training, GPUs and other dtypes are unaffected.
+        compile_cpu_inference (`bool`, *optional*, defaults to `False`):
+            Run float32 CPU inference that asks for logits only through `torch.compile` with the weights frozen
+            into the graph (Inductor: BatchNorm folded, convolution and linear weights prepacked for oneDNN,
+            activations fused). The first call of each input shape compiles, a one-off cost of tens of seconds to
+            minutes for the paper's variants (`BENCHMARKS.md`); changing a weight recompiles. Also set from
+            `from_pretrained(..., compile_cpu_inference=True)`.
 
     Inherited arguments of note: `id2label` / `label2id` / `num_labels` name the labels, and `problem_type` defaults
     to `"multi_label_classification"` so that pipelines apply an independent sigmoid to each label.
@@ -208,6 +215,7 @@ class Query2LabelConfig(PreTrainedConfig):
     label_groups: int | None = None
     label_thresholds: list | None = None
     fast_cpu_inference: bool = True
+    compile_cpu_inference: bool = False
 
     asl_gamma_neg: float | int = 2.0
     asl_gamma_pos: float | int = 0.0

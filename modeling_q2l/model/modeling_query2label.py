@@ -27,6 +27,7 @@ from transformers.utils import ModelOutput
 
 from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
 from .configuration_query2label import CLASSIFIER_HEADS, Query2LabelConfig
+from .inference_query2label import BatchNormFolding, CompiledInference, Query2LabelLinear, fast_cpu_inference
 
 
 @dataclass
@@ -352,6 +353,9 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
                 raise ValueError(f"frozen_backbone_modules: no backbone module is named {prefix!r}.")
         self.gradient_checkpointing = False  # set by `activation_checkpointing_enable()`
         self._timm_checkpointing = False
+        # float32 CPU inference runs a copy with BatchNorm folded into the convolutions, or a compiled graph
+        self.batch_norm_folding = BatchNormFolding() if config.fast_cpu_inference else None
+        self.compiled_inference = CompiledInference() if config.compile_cpu_inference else None
         self.post_init()
         self.freeze_configured_modules()
 
@@ -430,15 +434,21 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
                 module.register_buffer(name, fresh.to(device=current.device), persistent=False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if _fast_cpu_inference(pixel_values, self.channels_last_input):
+        network, inference = self.model, not self.training and fast_cpu_inference(pixel_values, True)
+        if inference and self.batch_norm_folding is not None:
+            network = self.batch_norm_folding(network, pixel_values)
+        run = network.forward_features if self.uses_forward_features else network
+        if inference and self.compiled_inference is not None:
+            run = self.compiled_inference(run, network)
+        if fast_cpu_inference(pixel_values, self.channels_last_input):
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.is_timm and self.gradient_checkpointing != self._timm_checkpointing:
             self.model.set_grad_checkpointing(self.gradient_checkpointing)
             self._timm_checkpointing = self.gradient_checkpointing
         if self.uses_forward_features:
-            features = self.model.forward_features(pixel_values)
+            features = run(pixel_values)
         else:
-            outputs = self.model(pixel_values)
+            outputs = run(pixel_values)
             if hasattr(outputs, "feature_maps"):
                 features = outputs.feature_maps[-1]
             elif hasattr(outputs, "last_hidden_state"):
@@ -499,41 +509,6 @@ def eager_attention_forward(
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (batch, q_len, heads, head_dim)
     return attn_output, attn_weights
-
-
-def _fast_cpu_inference(tensor: torch.Tensor, enabled: bool) -> bool:
-    """Float32 inference on CPU, outside tracing and compilation: where the fast CPU kernels apply."""
-    return (
-        enabled
-        and tensor.device.type == "cpu"
-        and tensor.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and not torch.compiler.is_exporting()
-        and not torch.jit.is_tracing()
-    )
-
-
-# oneDNN's linear is a private torch entry point: where a build or release lacks it, the layers use `F.linear`
-_ONEDNN_LINEAR = getattr(getattr(torch._C, "_nn", None), "mkldnn_linear", None)
-
-
-class Query2LabelLinear(nn.Linear):
-    """`nn.Linear` (same parameters) whose float32 CPU inference runs on oneDNN instead of the BLAS behind
-    `torch.nn.functional.linear`: 2.4x faster for the head's 2048-wide layers on the benchmark machine (MKL takes a
-    slower path on AMD CPUs). The result is the same up to float32 rounding. `config.fast_cpu_inference=False` turns
-    it off."""
-
-    def __init__(self, in_features: int, out_features: int, fast_cpu_inference: bool = True):
-        super().__init__(in_features, out_features)
-        self.fast_cpu_inference = fast_cpu_inference and torch.backends.mkldnn.is_available() and _ONEDNN_LINEAR is not None
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not _fast_cpu_inference(hidden_states, self.fast_cpu_inference) or self.weight.dtype != torch.float32:
-            return super().forward(hidden_states)
-        flat = hidden_states.reshape(-1, self.in_features).contiguous()  # oneDNN's linear takes 2-D inputs
-        output = _ONEDNN_LINEAR(flat.to_mkldnn(), self.weight, self.bias).to_dense()
-        return output.view(*hidden_states.shape[:-1], self.out_features)
 
 
 class Query2LabelAttention(nn.Module):

@@ -84,6 +84,27 @@ def test_side_by_side_with_the_authors_model():
         SuiteArguments(variant="Q2L-R101-448", image_size=128, batch_sizes=[1, 2], train_batch_size=0, repeats=1,
                        warmup=0, compare_official=OFFICIAL_REPO)  # fmt: skip
     )
-    for row in results["official"].values():
-        assert row["max_abs_logit_difference"] < 1e-4 and row["speedup"] > 0
+    assert results["side_by_side"]["reference"] == "official"
+    for name in ("batch_1", "batch_2"):
+        row = results["side_by_side"][name]
+        assert row["ours_max_abs_logit_difference"] < 1e-4 and row["ours_speedup"] > 0
 
+
+
+def test_side_by_side_against_our_own_kernels_with_the_compiled_backbone(tiny_variant):
+    """Where the authors' code cannot run (their TResNet needs a CUDA extension): ours against ours with the gains
+    off, on the same weights, eager and compiled; each row names its reference, speed-ups and first calls."""
+    results = run_suite(
+        SuiteArguments(variant=str(tiny_variant), batch_sizes=[1, 2], train_batch_size=0, repeats=1, warmup=0,
+                       compare_gains_off=True, compile=True)  # fmt: skip
+    )
+    comparison = results["side_by_side"]
+    assert comparison["reference"] == "gains_off" and set(comparison) == {"reference", "batch_1", "batch_2"}
+    for row in (comparison["batch_1"], comparison["batch_2"]):
+        for ours in ("ours", "ours_compiled"):
+            assert row[f"{ours}_max_abs_logit_difference"] < 1e-4
+            assert row[f"{ours}_speedup"] == pytest.approx(row["reference_s"] / row[f"{ours}_s"])
+            assert row[f"{ours}_first_call_s"] > 0
+    assert results["inference"]["batch_2"]["first_call_s"] > 0
+    table = results_markdown(results)
+    assert "ours with fast_cpu_inference off vs ours compiled, batch 2" in table and "compiled backbone" in table

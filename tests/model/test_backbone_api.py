@@ -14,7 +14,7 @@ from modeling_q2l import (
     Query2LabelModel,
     model_class_for,
 )
-from modeling_q2l.model import modeling_query2label
+from modeling_q2l.model import inference_query2label, modeling_query2label
 
 LABELS = ["person", "dog", "Motor-Cycle", "cat", "car", "tree"]
 
@@ -90,7 +90,7 @@ def test_without_the_private_onednn_entry_point_the_head_uses_pytorchs_linear(mo
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = fast(pixels).logits
-    monkeypatch.setattr(modeling_query2label, "_ONEDNN_LINEAR", None)
+    monkeypatch.setattr(inference_query2label, "_ONEDNN_LINEAR", None)
     torch.manual_seed(0)
     fallback = Query2LabelForMultiLabelClassification(tiny_config(hidden_size=64, intermediate_size=128)).eval()
     assert not any(getattr(m, "fast_cpu_inference", False) for m in fallback.modules() if isinstance(m, torch.nn.Linear))

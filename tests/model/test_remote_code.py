@@ -34,7 +34,8 @@ def test_saved_folder_has_auto_map_and_code_files(saved_folder):
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor"}
     processor = json.loads((saved_folder / "preprocessor_config.json").read_text())
     assert processor["auto_map"]["AutoImageProcessor"] == "image_processing_query2label.Query2LabelImageProcessor"
-    for name in ["configuration_query2label.py", "modeling_query2label.py", "image_processing_query2label.py", "asymmetric_loss.py"]:
+    for name in ["configuration_query2label.py", "modeling_query2label.py", "image_processing_query2label.py", "asymmetric_loss.py",
+                 "inference_query2label.py"]:
         text = (saved_folder / name).read_text()
         assert not re.search(r"^\s*(from|import) modeling_q2l", text, re.MULTILINE)  # flat siblings only
 
