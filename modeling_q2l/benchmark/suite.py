@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..zoo.variants import VARIANTS, variant_config
-from .machine import machine_description
+from .machine import float32_matmul_peak_gflops, gflops_per_call, machine_description
 from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -250,9 +250,13 @@ def side_by_side(args) -> dict:
         return (output if isinstance(output, torch.Tensor) else output.logits).float()
 
     results = {"reference": kind}
+    if device.type == "cpu" and dtype == torch.float32:
+        with torch.enable_grad():  # the FLOP counter's module tracker needs autograd
+            results["gflops_per_image"] = gflops_per_call(lambda: logits("reference", torch.randn(1, 3, size, size)))
+        results["matmul_peak_gflops_per_s"] = float32_matmul_peak_gflops()
     for batch in args.batch_sizes:
         pixels = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
-        row = {}
+        row = {"batch": batch}
         with torch.inference_mode(), autocast_context(args, device):
             expected = logits("reference", pixels)
             for name in models:
@@ -263,6 +267,8 @@ def side_by_side(args) -> dict:
             times = alternating(functions, args.repeats, args.warmup, device)
         for name in models:
             row[f"{name}_s"] = statistics.median(times[name])
+            if "gflops_per_image" in results:  # how close each model runs to the machine's matrix-product peak
+                row[f"{name}_gflops_per_s"] = results["gflops_per_image"] * batch / row[f"{name}_s"]
             if name != "reference":
                 row[f"{name}_speedup"] = row["reference_s"] / row[f"{name}_s"]
         results[f"batch_{batch}"] = row
@@ -335,9 +341,17 @@ def results_markdown(results: dict) -> str:
         lines.append(f"| training step, batch {train['batch']}: s / images/s / peak memory (MiB, {train['peak_memory_kind']}) | {train['step_s']:.4g} / {train['images_per_s']:.4g} / {train['peak_memory_mib']:.0f} |")
     comparison = results.get("side_by_side", {})
     reference = {"official": "authors' model", "gains_off": "ours with fast_cpu_inference off"}.get(comparison.get("reference"))
+    if "gflops_per_image" in comparison:
+        lines.append(
+            f"| model GFLOP per image / this machine's float32 matrix-product peak (GFLOP/s) | "
+            f"{comparison['gflops_per_image']:.1f} / {comparison['matmul_peak_gflops_per_s']:.0f} |"
+        )
     for name, row in comparison.items():
         if not name.startswith("batch_"):
             continue
+        if "reference_gflops_per_s" in row:
+            achieved = " / ".join(f"{row[key]:.0f}" for key in ("reference_gflops_per_s", "ours_gflops_per_s", "ours_compiled_gflops_per_s") if key in row)
+            lines.append(f"| batch {name[6:]}: GFLOP/s reached by the reference / ours{' / ours compiled' if 'ours_compiled_s' in row else ''} | {achieved} |")
         for ours in ("ours", "ours_compiled"):
             if f"{ours}_s" in row:
                 label = "ours" if ours == "ours" else "ours compiled"
