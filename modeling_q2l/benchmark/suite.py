@@ -259,6 +259,7 @@ def side_by_side(args) -> dict:
         row = {"batch": batch}
         with torch.inference_mode(), autocast_context(args, device):
             expected = logits("reference", pixels)
+            row["reference_max_abs_logit"] = expected.abs().max().item()  # the scale the differences are read on
             for name in models:
                 if name != "reference":
                     row[f"{name}_first_call_s"] = first_call_seconds(lambda: logits(name, pixels), device)

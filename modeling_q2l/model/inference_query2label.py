@@ -1,8 +1,10 @@
 """Fast float32 CPU inference for Query2Label, switched by the config and invisible to training.
 
-- `Query2LabelLinear`: the head's linear layers through oneDNN (a BLAS slow path on some CPUs; `fast_cpu_inference`).
-- `BatchNormFolding`: a copy of the backbone with each eval-mode BatchNorm folded into the convolution before it
-  (one pass over the activations fewer per convolution, on any CPU; `fast_cpu_inference`).
+- `Query2LabelLinear`: the head's linear layers through oneDNN where it is measured faster than the BLAS (which
+  takes a slow path on some CPUs; `fast_cpu_inference`).
+- `InferenceCopy`: a copy of the backbone with each eval-mode BatchNorm folded into the convolution before it (one
+  pass over the activations fewer per convolution, on any CPU) and its linear layers choosing their kernel like the
+  head's (`fast_cpu_inference`).
 - `CompiledInference`: the backbone through `torch.compile` with the weights frozen into the graph (convolution +
   BatchNorm folding, prepacked oneDNN weights, fused activations; `compile_cpu_inference`).
 
@@ -15,6 +17,7 @@ Saved next to the weights for `trust_remote_code`: imports only torch and its fl
 
 import copy
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -43,21 +46,60 @@ _ONEDNN_LINEAR = getattr(getattr(torch._C, "_nn", None), "mkldnn_linear", None)
 
 
 class Query2LabelLinear(nn.Linear):
-    """`nn.Linear` (same parameters) whose float32 CPU inference runs on oneDNN instead of the BLAS behind
-    `torch.nn.functional.linear`. On the AMD EPYC (Zen 3/4, AVX-512) development machine MKL takes a slow path for
-    the head's 2048-wide layers and oneDNN is 2.3x faster; on a Zen 1 EPYC the two were about even. The result is the
-    same up to float32 rounding. `config.fast_cpu_inference=False` turns it off."""
+    """`nn.Linear` (same parameters) whose float32 CPU inference may run on oneDNN instead of the BLAS behind
+    `torch.nn.functional.linear`, where that measurably helps: on the AMD EPYC (AVX-512) development machine MKL's
+    AVX-512 path for the head's 2048-wide layers is slow and oneDNN is 2.3x faster, while with MKL's AVX2 path the
+    two are about even. Which kernel runs is measured once per layer shape and thread count (`onednn_is_faster`).
+    The result is the same up to float32 rounding. `config.fast_cpu_inference=False` turns it off."""
 
-    def __init__(self, in_features: int, out_features: int, fast_cpu_inference: bool = True):
-        super().__init__(in_features, out_features)
+    def __init__(self, in_features: int, out_features: int, fast_cpu_inference: bool = True, **kwargs):
+        super().__init__(in_features, out_features, **kwargs)
         self.fast_cpu_inference = fast_cpu_inference and torch.backends.mkldnn.is_available() and _ONEDNN_LINEAR is not None
+
+    @classmethod
+    def sharing(cls, linear: nn.Linear) -> "Query2LabelLinear":
+        """A layer running on `linear`'s own weight and bias tensors."""
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        layer.weight, layer.bias = linear.weight, linear.bias
+        return layer
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if not fast_cpu_inference(hidden_states, self.fast_cpu_inference) or self.weight.dtype != torch.float32:
             return super().forward(hidden_states)
         flat = hidden_states.reshape(-1, self.in_features).contiguous()  # oneDNN's linear takes 2-D inputs
+        if not onednn_is_faster(self.weight, self.bias, flat.shape[0]):
+            return super().forward(hidden_states)
         output = _ONEDNN_LINEAR(flat.to_mkldnn(), self.weight, self.bias).to_dense()
         return output.view(*hidden_states.shape[:-1], self.out_features)
+
+
+_KERNEL_CHOICES: dict[tuple, bool] = {}
+
+
+def _seconds(function, repeats: int = 3) -> float:
+    function()  # warm-up: oneDNN builds its primitive on the first call
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def onednn_is_faster(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> bool:
+    """Whether oneDNN's linear beats `F.linear` by at least 10% for this weight shape, at about `rows` input rows
+    (rounded up to a power of two) and torch's thread count: timed once per process on random inputs (tens of
+    milliseconds for the paper's 2048 x 8192 layers), then remembered."""
+    rows = 1 << max(rows - 1, 0).bit_length()
+    key = (tuple(weight.shape), bias is not None, rows, torch.get_num_threads())
+    if key not in _KERNEL_CHOICES:
+        with torch.inference_mode():
+            inputs = torch.randn(rows, weight.shape[1])
+            blas = _seconds(lambda: nn.functional.linear(inputs, weight, bias))
+            onednn = _seconds(lambda: _ONEDNN_LINEAR(inputs.to_mkldnn(), weight, bias).to_dense())
+        _KERNEL_CHOICES[key] = onednn < 0.9 * blas
+        logger.debug("Linear %s at %d rows: BLAS %.4f s, oneDNN %.4f s", tuple(weight.shape), rows, blas, onednn)
+    return _KERNEL_CHOICES[key]
 
 
 def _weights_key(module: nn.Module) -> tuple:
@@ -146,36 +188,51 @@ def conv_norm_pairs(network: nn.Module, probe: torch.Tensor) -> dict[str, str]:
 
 def fold_batch_norms(network: nn.Module, probe: torch.Tensor) -> tuple[nn.Module, int]:
     """A copy of `network` (eval mode) with each BatchNorm that follows a convolution folded into it; the copy shares
-    every tensor it does not change. Returns the copy and the number of folded norms."""
+    every tensor it does not change. Returns the copy (`network` itself when nothing folds) and the number folded."""
     pairs = conv_norm_pairs(network, probe)
     if not pairs:
         return network, 0
     with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, whatever mode the caller runs in
-        return _folded_copy(network, pairs), len(pairs)
+        folded = _shared_copy(network)
+        modules = dict(folded.named_modules())
+        for conv_name, norm_name in pairs.items():
+            conv, norm = modules[conv_name], modules[norm_name]
+            weight, bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+            )
+            conv.weight, conv.bias = weight.requires_grad_(False), bias.requires_grad_(False)
+            _replace(folded, norm_name, _after_norm(norm))
+    return folded.eval(), len(pairs)
 
 
-def _folded_copy(network: nn.Module, pairs: dict[str, str]) -> nn.Module:
+def _shared_copy(network: nn.Module) -> nn.Module:
+    """A copy of the modules that shares every parameter and buffer with `network`."""
     shared = {id(tensor): tensor for tensor in (*network.parameters(), *network.buffers())}
-    folded = copy.deepcopy(network, memo=shared)
-    modules = dict(folded.named_modules())
-    for conv_name, norm_name in pairs.items():
-        conv, norm = modules[conv_name], modules[norm_name]
-        weight, bias = fuse_conv_bn_weights(
-            conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
-        )
-        conv.weight, conv.bias = weight.requires_grad_(False), bias.requires_grad_(False)
-        parent, _, attribute = norm_name.rpartition(".")
-        setattr(folded.get_submodule(parent) if parent else folded, attribute, _after_norm(norm))
-    return folded.eval()
+    return copy.deepcopy(network, memo=shared)
 
 
-class BatchNormFolding:
-    """The backbone network with its BatchNorms folded into the convolutions, for float32 CPU inference: built on
-    the first call, rebuilt when a weight of the original changes, checked against the original on the probe (where
-    the two disagree, which only a network with unusual structure could cause, the original is used)."""
+def _replace(network: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attribute = name.rpartition(".")
+    setattr(network.get_submodule(parent) if parent else network, attribute, module)
+
+
+def with_kernel_choosing_linears(network: nn.Module) -> tuple[nn.Module, int]:
+    """`network` with each plain `nn.Linear` (e.g. a Swin backbone's) run like the head's `Query2LabelLinear`, on
+    the same weights; a copy unless `network` already is one. Returns the network and the number of layers."""
+    names = [name for name, module in network.named_modules() if type(module) is nn.Linear]
+    for name in names:
+        _replace(network, name, Query2LabelLinear.sharing(network.get_submodule(name)))
+    return network, len(names)
+
+
+class InferenceCopy:
+    """The backbone network as float32 CPU inference runs it: BatchNorms folded into the convolutions and plain
+    linear layers choosing their kernel like the head's. Built on the first call, rebuilt when a weight of the
+    original changes, and checked against the original on the probe (where the two disagree, which only a
+    network of unusual structure could cause, the original is used)."""
 
     def __init__(self):
-        self.key, self.network, self.folded = None, None, 0
+        self.key, self.network, self.folded, self.linears = None, None, 0, 0
 
     def __deepcopy__(self, memo):  # a copied model (e.g. the EMA weights) builds its own
         return type(self)()
@@ -183,21 +240,25 @@ class BatchNormFolding:
     def __call__(self, network: nn.Module, pixel_values: torch.Tensor) -> nn.Module:
         key = _weights_key(network)
         if key != self.key:
-            self.key, self.network, self.folded = key, network, 0
+            self.key, self.network, self.folded, self.linears = key, network, 0, 0
             probe = pixel_values[:1]
-            folded, count = fold_batch_norms(network, probe)
-            if count and self._agrees(network, folded, probe):
-                self.network, self.folded = folded, count
+            candidate, folded = fold_batch_norms(network, probe)
+            if not any(type(module) is nn.Linear for module in candidate.modules()):
+                linears = 0
+            else:
+                candidate, linears = with_kernel_choosing_linears(candidate if folded else _shared_copy(network))
+            if (folded or linears) and self._agrees(network, candidate, probe):
+                self.network, self.folded, self.linears = candidate, folded, linears
         return self.network
 
     @staticmethod
-    def _agrees(network: nn.Module, folded: nn.Module, probe: torch.Tensor) -> bool:
+    def _agrees(network: nn.Module, candidate: nn.Module, probe: torch.Tensor) -> bool:
         with torch.no_grad():
-            expected, actual = _output_tensors(network(probe)), _output_tensors(folded(probe))
+            expected, actual = _output_tensors(network(probe)), _output_tensors(candidate(probe))
         scale = max(float(tensor.abs().max()) for tensor in expected) + 1e-6
         worst = max(float((a - e).abs().max()) for a, e in zip(actual, expected))
         if worst > 1e-4 * scale:
-            logger.warning("Folding BatchNorm into convolutions changed the backbone's output (%.2g): not used.", worst)
+            logger.warning("The backbone's inference copy changed its output (%.2g): the original is used.", worst)
             return False
         return True
 

@@ -27,7 +27,7 @@ from transformers.utils import ModelOutput
 
 from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
 from .configuration_query2label import CLASSIFIER_HEADS, Query2LabelConfig
-from .inference_query2label import BatchNormFolding, CompiledInference, Query2LabelLinear, fast_cpu_inference
+from .inference_query2label import CompiledInference, InferenceCopy, Query2LabelLinear, fast_cpu_inference
 
 
 @dataclass
@@ -354,7 +354,7 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         self.gradient_checkpointing = False  # set by `activation_checkpointing_enable()`
         self._timm_checkpointing = False
         # float32 CPU inference runs a copy with BatchNorm folded into the convolutions, or a compiled graph
-        self.batch_norm_folding = BatchNormFolding() if config.fast_cpu_inference else None
+        self.inference_copy = InferenceCopy() if config.fast_cpu_inference else None
         self.compiled_inference = CompiledInference() if config.compile_cpu_inference else None
         self.post_init()
         self.freeze_configured_modules()
@@ -435,8 +435,8 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         network, inference = self.model, not self.training and fast_cpu_inference(pixel_values, True)
-        if inference and self.batch_norm_folding is not None:
-            network = self.batch_norm_folding(network, pixel_values)
+        if inference and self.inference_copy is not None:
+            network = self.inference_copy(network, pixel_values)
         run = network.forward_features if self.uses_forward_features else network
         if inference and self.compiled_inference is not None:
             run = self.compiled_inference(run, network)

@@ -1,7 +1,5 @@
 """ONNX export: parity with PyTorch at any batch and resolution, the script, publish --onnx."""
 
-
-
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +21,32 @@ def test_onnx_export_matches_pytorch_at_any_batch_and_resolution(tmp_path):
     assert check_onnx_parity(model, path, [(1, 64, 64), (3, 96, 128), (2, 160, 160)]) < 1e-4
     with pytest.raises(ValueError, match="differ from PyTorch's"):
         check_onnx_parity(model, path, [(2, 64, 64)], tolerance=0.0)
+
+
+def test_export_friendly_same_padding_is_timms_padding():
+    from timm.layers.padding import get_same_padding
+
+    from modeling_q2l.export.onnx import _same_padding
+
+    for size in range(1, 70):
+        for kernel, stride, dilation in [(3, 2, 1), (5, 2, 1), (3, 1, 2), (1, 2, 1), (7, 4, 1), (3, 3, 1)]:
+            assert _same_padding(size, kernel, stride, dilation) == get_same_padding(size, kernel, stride, dilation)
+
+
+def test_tf_same_padding_backbone_exports_with_dynamic_resolution(tmp_path):
+    """TF-"same" convolutions (the demo's tf_efficientnet_lite0) pad by the input size: odd sizes pad unevenly."""
+    from timm.layers.conv2d_same import Conv2dSame
+
+    from modeling_q2l.export.onnx import check_onnx_parity, export_onnx
+
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=7, backbone="test_efficientnet", backbone_kwargs={"pad_type": "same"})
+    model = Query2LabelForMultiLabelClassification(config).eval()
+    same = [module for module in model.modules() if type(module) is Conv2dSame]
+    assert len(same) >= 3
+    path = export_onnx(model, tmp_path / "model.onnx", image_size=64)
+    assert all("forward" not in vars(module) for module in same)  # the export-time padding is undone
+    assert check_onnx_parity(model, path, [(1, 64, 64), (2, 67, 75), (1, 97, 61)]) < 1e-4
 
 
 def test_export_script_publish_onnx_and_onnxruntime_timings(tmp_path):

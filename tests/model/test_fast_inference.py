@@ -42,7 +42,8 @@ def pair_of_models(config_factory, **overrides):
     return fast, plain
 
 
-def test_fast_cpu_inference_gives_the_default_kernels_logits():
+def test_fast_cpu_inference_gives_the_default_kernels_logits(monkeypatch):
+    monkeypatch.setattr(inference_query2label, "onednn_is_faster", lambda *args: True)
     model, plain = pair_of_models(tiny_config, num_labels=12)
     assert model.model.backbone.channels_last_input and not plain.model.backbone.channels_last_input
     pixels = torch.randn(3, 3, 64, 64)
@@ -56,6 +57,36 @@ def test_fast_cpu_inference_gives_the_default_kernels_logits():
         assert onednn.call_count == calls_in_inference
     assert calls_in_inference == 3 * 4 + 3 * 2  # q, k, v, o of 1 encoder + 2 decoder cross-attentions; 3 feed-forwards
     torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_the_head_uses_onednn_only_where_it_was_measured_faster(monkeypatch):
+    """Which kernel runs is timed once per layer shape, row count (a power of two) and thread count."""
+    measured = []
+
+    def fake_seconds(function, repeats=3):
+        function()
+        measured.append(function)
+        return 1.0 if len(measured) % 2 else onednn_seconds  # BLAS first, then oneDNN
+
+    monkeypatch.setattr(inference_query2label, "_seconds", fake_seconds)
+    monkeypatch.setattr(inference_query2label, "_KERNEL_CHOICES", {})
+    weight, bias = torch.randn(16, 8), torch.randn(16)
+    onednn_seconds = 0.95  # not 10% faster: the BLAS stays
+    assert not inference_query2label.onednn_is_faster(weight, bias, rows=5)
+    assert not inference_query2label.onednn_is_faster(weight, bias, rows=7)  # same bucket (8 rows): not timed again
+    assert len(measured) == 2
+    onednn_seconds = 0.5
+    assert inference_query2label.onednn_is_faster(weight, bias, rows=9)  # 16 rows: timed
+    assert len(measured) == 4
+
+    model, plain = pair_of_models(tiny_config, num_labels=12)
+    pixels = torch.randn(2, 3, 64, 64)
+    monkeypatch.setattr(inference_query2label, "onednn_is_faster", lambda *args: False)
+    with mock.patch.object(inference_query2label, "_ONEDNN_LINEAR", wraps=inference_query2label._ONEDNN_LINEAR) as onednn:
+        with torch.inference_mode():
+            logits = model(pixel_values=pixels).logits
+        assert onednn.call_count == 0
+    torch.testing.assert_close(logits, plain(pixel_values=pixels).logits.detach(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +106,7 @@ def test_every_batch_norm_is_folded_and_the_logits_stay(factory, overrides):
     with torch.inference_mode():
         fast_logits = model(pixel_values=pixels).logits
         plain_logits = plain(pixel_values=pixels).logits
-    folding = model.model.backbone.batch_norm_folding
+    folding = model.model.backbone.inference_copy
     assert folding.folded == len(norms) > 5
     left = [m for m in folding.network.modules() if "BatchNorm" in type(m).__name__]
     assert left == []
@@ -93,7 +124,7 @@ def test_the_folded_copy_follows_weight_changes_and_training_never_sees_it():
     pixels = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         model(pixel_values=pixels)
-    first_copy = model.model.backbone.batch_norm_folding.network
+    first_copy = model.model.backbone.inference_copy.network
 
     model.train()  # batch statistics and gradients: PyTorch's kernels on the original modules
     torch.manual_seed(1)
@@ -112,14 +143,14 @@ def test_the_folded_copy_follows_weight_changes_and_training_never_sees_it():
     with torch.inference_mode():
         fast_logits = model(pixel_values=pixels).logits
         plain_logits = plain(pixel_values=pixels).logits
-    assert model.model.backbone.batch_norm_folding.network is not first_copy  # rebuilt after the step
+    assert model.model.backbone.inference_copy.network is not first_copy  # rebuilt after the step
     assert (fast_logits - plain_logits).abs().max() < 1e-4
 
     with torch.no_grad():  # an in-place change to one running statistic is seen too
         model.model.backbone.model.bn1.running_mean.add_(1.0)
         plain.model.backbone.model.bn1.running_mean.add_(1.0)
         assert (model(pixel_values=pixels).logits - plain(pixel_values=pixels).logits).abs().max() < 1e-4
-    assert copy.deepcopy(model).model.backbone.batch_norm_folding.network is None  # a copy builds its own
+    assert copy.deepcopy(model).model.backbone.inference_copy.network is None  # a copy builds its own
 
 
 class ConvReadTwice(nn.Module):
@@ -150,12 +181,36 @@ def test_a_convolution_read_elsewhere_is_not_folded():
     assert conv_norm_pairs(network, pixels) == {}
 
 
-def test_a_backbone_without_batch_norm_runs_as_it_is():
-    model, _ = pair_of_models(tiny_config, backbone="test_convnext")  # LayerNorm only
+def test_linear_layers_of_a_backbone_choose_their_kernel_on_the_same_weights(monkeypatch):
+    """A backbone without BatchNorm (ConvNeXt: LayerNorm and linear layers, as in Swin) gets a copy whose linear
+    layers run like the head's, sharing the original weights."""
+    monkeypatch.setattr(inference_query2label, "onednn_is_faster", lambda *args: True)
+    model, plain = pair_of_models(tiny_config, backbone="test_convnext")
+    original = model.model.backbone.model
+    linears = [name for name, module in original.named_modules() if type(module) is nn.Linear]
+    pixels = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
-        model(pixel_values=torch.randn(1, 3, 64, 64))
-    folding = model.model.backbone.batch_norm_folding
-    assert folding.folded == 0 and folding.network is model.model.backbone.model
+        logits = model(pixel_values=pixels).logits
+        expected = plain(pixel_values=pixels).logits
+    copy_ = model.model.backbone.inference_copy
+    assert copy_.folded == 0 and copy_.linears == len(linears) > 3
+    for name in linears:
+        swapped = copy_.network.get_submodule(name)
+        assert type(swapped) is inference_query2label.Query2LabelLinear
+        assert swapped.weight is original.get_submodule(name).weight
+    assert all(type(original.get_submodule(name)) is nn.Linear for name in linears)  # the original is untouched
+    assert (logits - expected).abs().max() < 1e-4
+
+
+def test_a_backbone_with_nothing_to_change_runs_as_it_is():
+    model, _ = pair_of_models(transformers_config)
+    network = model.model.backbone.model
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.train()  # batch statistics: nothing to fold (and no linear layers)
+    inference_copy = inference_query2label.InferenceCopy()
+    assert inference_copy(network, torch.randn(1, 3, 64, 64)) is network
+    assert inference_copy.folded == inference_copy.linears == 0
 
 
 def test_the_compiled_backbone_gives_the_eager_logits_and_recompiles_after_a_weight_change():
