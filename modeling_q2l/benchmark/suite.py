@@ -178,6 +178,21 @@ def onnxruntime_timings(path: str, args, image_size: int) -> dict:
     return results
 
 
+def onnx_export_timing(model, image_size: int) -> dict:
+    """Seconds to export `model` to ONNX (dynamic batch and resolution) and to check it against PyTorch."""
+    import tempfile
+
+    from ..export.onnx import check_onnx_parity, export_onnx, parity_shapes
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        path = export_onnx(model, Path(folder) / "model.onnx", image_size)
+        export_s = time.perf_counter() - start
+        start = time.perf_counter()
+        difference = check_onnx_parity(model, path, parity_shapes(image_size))
+        return {"export_s": export_s, "parity_check_s": time.perf_counter() - start, "max_abs_logit_difference": difference}
+
+
 def label_sweep(args, image_size: int) -> dict:
     """Head time (backbone features given) at each label count, one query per label and with `sweep_groups`."""
     device = torch.device(args.device)
@@ -305,6 +320,8 @@ def run_suite(args) -> dict:
     if args.train_batch_size:
         results["training"] = training_step(model, args, image_size)
     results["inference"] = inference_timings(model, args, image_size)
+    if args.time_onnx_export:
+        results["onnx_export"] = onnx_export_timing(model, image_size)
     del model
     if args.onnx:
         results["onnxruntime"] = onnxruntime_timings(args.onnx, args, image_size)
@@ -335,6 +352,9 @@ def results_markdown(results: dict) -> str:
             lines.append(f"| inference, batch {name[6:]}: latency (s) / throughput (images/s) / first call (s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} / {row['first_call_s']:.3g} |")
     for name, row in results.get("onnxruntime", {}).items():
         lines.append(f"| onnxruntime (CPU), batch {name[6:]}: latency (s) / throughput (images/s) | {row['latency_s']:.4g} / {row['images_per_s']:.4g} |")
+    if "onnx_export" in results:
+        export = results["onnx_export"]
+        lines.append(f"| ONNX export (s) / parity check (s) / max abs logit difference | {export['export_s']:.3g} / {export['parity_check_s']:.3g} / {export['max_abs_logit_difference']:.2g} |")
     split = results["inference"]["split"]
     lines.append(f"| batch {split['batch']}: backbone (s) / head (s) / head share | {split['backbone_s']:.4g} / {split['head_s']:.4g} / {split['head_share']:.1%} |")
     if "training" in results:

@@ -390,6 +390,9 @@ class SuiteArguments:
     onnx: str | None = field(
         default=None, metadata={"help": "An ONNX export of this configuration (scripts/export_onnx.py): time onnxruntime too."}
     )
+    time_onnx_export: bool = field(
+        default=False, metadata={"help": "Export this configuration to ONNX (random weights) and time the export."}
+    )
     output: str | None = field(default=None, metadata={"help": "Write the results as JSON here."})
 
 

@@ -159,15 +159,16 @@ class Query2LabelConfig(PreTrainedConfig):
         fast_cpu_inference (`bool`, *optional*, defaults to `True`):
             In float32 inference on CPU (eval mode, no gradients, not compiling or exporting): run the backbone on
             a copy with each BatchNorm folded into the convolution before it, feed convolutional backbones
-            channels-last tensors, and run the head's linear layers on oneDNN. Same weights and the same logits up
-            to float32 rounding (`BENCHMARKS.md` has the speed-ups, measured per CPU); `False` keeps PyTorch's
-            default kernels. Training, GPUs and other dtypes are unaffected.
+            channels-last tensors, and run linear layers on oneDNN wherever it is measured faster than the BLAS for
+            that layer's shape. Same weights and the same logits up to float32 rounding (`BENCHMARKS.md` has the
+            speed-ups, measured per CPU); `False` keeps PyTorch's default kernels. Training, GPUs and other dtypes
+            are unaffected.
         compile_cpu_inference (`bool`, *optional*, defaults to `False`):
-            Run float32 CPU inference that asks for logits only through `torch.compile` with the weights frozen
-            into the graph (Inductor: BatchNorm folded, convolution and linear weights prepacked for oneDNN,
-            activations fused). The first call of each input shape compiles, a one-off cost of tens of seconds to
-            minutes for the paper's variants (`BENCHMARKS.md`); changing a weight recompiles. Also set from
-            `from_pretrained(..., compile_cpu_inference=True)`.
+            Run the backbone of float32 CPU inference through `torch.compile` with its weights frozen into the
+            graph (Inductor: BatchNorm folded, convolution weights prepacked for oneDNN, activations fused); the
+            head stays eager. The first call of each input shape compiles, a one-off cost of seconds to minutes
+            (`BENCHMARKS.md`); changing a weight recompiles. Also set by `from_pretrained(...,
+            compile_cpu_inference=True)`.
 
     Inherited arguments of note: `id2label` / `label2id` / `num_labels` name the labels, and `problem_type` defaults
     to `"multi_label_classification"` so that pipelines apply an independent sigmoid to each label.

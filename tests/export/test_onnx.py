@@ -65,7 +65,9 @@ def test_export_script_publish_onnx_and_onnxruntime_timings(tmp_path):
     folder = Path(publish(PublishArguments(model=str(model_dir), repo_id="org/tiny", onnx=True, dry_run=str(tmp_path / "repo"))))
     assert (folder / "model.onnx").is_file()
     results = run_suite(SuiteArguments(variant=str(model_dir), batch_sizes=[1, 2], train_batch_size=0, repeats=1, warmup=0,
-                                       onnx=str(model_dir / "model.onnx")))  # fmt: skip
+                                       onnx=str(model_dir / "model.onnx"), time_onnx_export=True))  # fmt: skip
     assert set(results["onnxruntime"]) == {"batch_1", "batch_2"}
-    assert "onnxruntime (CPU), batch 2" in results_markdown(results)
+    assert results["onnx_export"]["export_s"] > 0 and results["onnx_export"]["max_abs_logit_difference"] < 1e-4
+    table = results_markdown(results)
+    assert "onnxruntime (CPU), batch 2" in table and "ONNX export (s)" in table
 

@@ -228,3 +228,11 @@ def test_the_compiled_backbone_gives_the_eager_logits_and_recompiles_after_a_wei
     # gradients (and training) go through the original network
     model(pixel_values=pixels).logits.sum().backward()
     assert first_conv(model).weight.grad is not None
+
+
+def test_the_compile_switch_is_one_from_pretrained_argument(tmp_path):
+    Query2LabelForMultiLabelClassification(tiny_config()).save_pretrained(tmp_path)
+    loaded = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path, compile_cpu_inference=True)
+    assert loaded.config.compile_cpu_inference and loaded.model.backbone.compiled_inference is not None
+    default = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path)
+    assert not default.config.compile_cpu_inference and default.model.backbone.compiled_inference is None
