@@ -44,11 +44,7 @@ def timed(function, repeats: int, warmup: int, device: torch.device) -> list[flo
 
 def first_call_seconds(function, device: torch.device) -> float:
     """Seconds of one call: the first one of a shape includes building the folded or compiled backbone."""
-    synchronize(device)
-    start = time.perf_counter()
-    function()
-    synchronize(device)
-    return time.perf_counter() - start
+    return timed(function, repeats=1, warmup=0, device=device)[0]
 
 
 def alternating(functions: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
