@@ -8,6 +8,7 @@ with an error naming the sample, unless `skip_bad_samples` is set: then they are
 import io
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,12 @@ from ..model.image_processing_query2label import to_rgb_input
 from .labels import BadSampleError, LabelEncoder
 
 logger = logging.getLogger(__name__)
+
+
+def default_loader_workers() -> int:
+    """Data-loading processes beside a training or prediction process, which keeps the cores for its own threads: one
+    per two cores (decoding and augmenting the next batch meanwhile costs the model less than it saves), at most 4."""
+    return min(4, (os.cpu_count() or 1) // 2)
 
 
 def load_coco_instances(annotation_file: str | Path, image_dir: str | Path):

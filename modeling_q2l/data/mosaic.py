@@ -44,6 +44,13 @@ class MosaicSpec:
         varied_background_probability: probability that a mosaic gets a varied background (any colour and
             brightness: a flat colour, a gradient or a smooth texture, with pixel noise) and objects of any tint,
             darker than the background included; otherwise the background is dark and the objects bright.
+        background_styles: when given, each mosaic draws its background from these `BACKGROUND_STYLES` (uniformly;
+            `varied_background_probability` is then unused): "dark" (bright objects), "varied", "light" (dark
+            objects), "pattern" (stripes, checks or dots) or "noise" (coloured noise), the last three any tint.
+        object_contrast: 1 draws objects in their own tint; below 1 moves each object's colour toward the
+            background under it (0.3: faint objects).
+        noise_std: standard deviation of Gaussian pixel noise added to the finished canvas (0-255 scale).
+        blur_radius: radius of a Gaussian blur of the finished canvas (0: none).
     """
 
     canvas_size: int = 128
@@ -54,6 +61,20 @@ class MosaicSpec:
     outfit_probability: float = 0.75
     max_overlap: float = 0.25
     varied_background_probability: float = 0.0
+    background_styles: Sequence[str] = ()
+    object_contrast: float = 1.0
+    noise_std: float = 0.0
+    blur_radius: float = 0.0
+
+    def __post_init__(self):
+        unknown = sorted(set(self.background_styles) - set(BACKGROUND_STYLES))
+        if unknown:
+            raise ValueError(f"Unknown background styles {unknown}: choose from {list(BACKGROUND_STYLES)}.")
+
+
+# Background styles and the object tints drawn on them (a colour's channels are drawn from this range)
+BACKGROUND_STYLES = ("dark", "varied", "light", "pattern", "noise")
+_TINT_RANGE = {"dark": (0.35, 1.0), "varied": (0.0, 1.0), "light": (0.0, 0.4), "pattern": (0.0, 1.0), "noise": (0.0, 1.0)}
 
 
 def is_fashion_mnist_mosaic(dataset_name: str | None) -> bool:
@@ -138,13 +159,54 @@ def _varied_background(rng: np.random.Generator, side: int) -> np.ndarray:
     return np.clip(background, 0, 255).astype(np.float32)
 
 
+def _light_background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """A pale background: flat or a gradient between two light colours, with a little pixel noise."""
+    first, second = rng.uniform(170, 255, size=3), rng.uniform(170, 255, size=3)
+    position = np.linspace(0.0, 1.0, side, dtype=np.float32)
+    weight = position[None, :, None] if rng.random() < 0.5 else position[:, None, None]
+    background = first * (1 - weight) + second * weight + rng.normal(0, 2, size=(side, side, 3))
+    return np.clip(background, 0, 255).astype(np.float32)
+
+
+def _pattern_background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """Stripes at any angle, checks or dots between two colours, with a period of 4 to 20 pixels."""
+    first, second = rng.uniform(0, 255, size=3), rng.uniform(0, 255, size=3)
+    period = rng.uniform(4, 20)
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    kind = rng.integers(3)
+    if kind == 0:
+        angle = rng.uniform(0, np.pi)
+        weight = (np.cos(angle) * xs + np.sin(angle) * ys) % period < period / 2
+    elif kind == 1:
+        weight = ((xs // (period / 2)) + (ys // (period / 2))) % 2 == 0
+    else:
+        weight = np.hypot(xs % period - period / 2, ys % period - period / 2) < period / 4
+    weight = weight.astype(np.float32)[..., None]
+    return (first * (1 - weight) + second * weight).astype(np.float32)
+
+
+def _noise_background(rng: np.random.Generator, side: int) -> np.ndarray:
+    """Coloured noise around a random mean colour."""
+    mean, spread = rng.uniform(40, 215, size=3), rng.uniform(20, 70)
+    return np.clip(mean + rng.normal(0, spread, size=(side, side, 3)), 0, 255).astype(np.float32)
+
+
+def draw_background(rng: np.random.Generator, side: int, style: str) -> np.ndarray:
+    """`(side, side, 3)` float background in [0, 255] of one of `BACKGROUND_STYLES`."""
+    if style == "dark":
+        background = np.empty((side, side, 3), dtype=np.float32)
+        background[:] = rng.uniform(0, 45, size=3)  # a dark, tinted background
+        return background
+    return {"varied": _varied_background, "light": _light_background, "pattern": _pattern_background, "noise": _noise_background}[style](rng, side)
+
+
 def _tinted_object(
-    patch: np.ndarray, size: int, rng: np.random.Generator, any_tint: bool = False
+    patch: np.ndarray, size: int, rng: np.random.Generator, tint_range: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize a grayscale object to `size` and tint it: returns RGB (size, size, 3) and alpha (size, size). Bright
-    tints by default; `any_tint` draws any colour, dark ones included."""
+    """Resize a grayscale object to `size` and tint it with a colour whose channels lie in `tint_range` (0 to 1):
+    returns RGB (size, size, 3) and alpha (size, size)."""
     resized = np.asarray(Image.fromarray(patch).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
-    color = rng.uniform(0.0 if any_tint else 0.35, 1.0, size=3)
+    color = rng.uniform(*tint_range, size=3)
     rgb = resized[..., None] * color * 255.0
     alpha = np.clip(resized * 1.6, 0.0, 1.0)[..., None]
     return rgb, alpha
@@ -154,12 +216,11 @@ def make_mosaic(
     images: np.ndarray, labels: np.ndarray, by_class: list[np.ndarray], spec: MosaicSpec, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[int], list[list[float]]]:
     """One mosaic: an RGB uint8 canvas, the class of each object and its tight box `[x, y, width, height]`."""
-    varied = rng.random() < spec.varied_background_probability
-    if varied:
-        canvas = _varied_background(rng, spec.canvas_size)
-    else:
-        canvas = np.empty((spec.canvas_size, spec.canvas_size, 3), dtype=np.float32)
-        canvas[:] = rng.uniform(0, 45, size=3)  # a dark, tinted background
+    if spec.background_styles:
+        style = spec.background_styles[int(rng.integers(len(spec.background_styles)))]
+    else:  # the first layouts' draw (kept so that their datasets rebuild identically)
+        style = "varied" if rng.random() < spec.varied_background_probability else "dark"
+    canvas = draw_background(rng, spec.canvas_size, style)
     placed_classes, boxes, squares = [], [], []
     for class_id in _choose_classes(rng, spec, len(by_class)):
         size = int(rng.integers(spec.min_object_size, spec.max_object_size + 1))
@@ -170,9 +231,12 @@ def make_mosaic(
         if corner is None:
             continue
         index = int(rng.choice(by_class[class_id]))
-        rgb, alpha = _tinted_object(images[index], size, rng, any_tint=varied)
+        rgb, alpha = _tinted_object(images[index], size, rng, _TINT_RANGE[style])
         x, y = corner
         region = canvas[y : y + size, x : x + size]
+        if spec.object_contrast < 1.0:  # faint objects: their colour moves toward the background under them
+            under = region.reshape(-1, 3).mean(axis=0)
+            rgb = under + spec.object_contrast * (rgb - under)
         canvas[y : y + size, x : x + size] = region * (1 - alpha) + rgb * alpha
         rows, cols = np.nonzero(alpha[..., 0] > 0.05)
         if len(rows) == 0:
@@ -182,6 +246,13 @@ def make_mosaic(
         placed_classes.append(class_id)
     if not placed_classes:  # cannot happen with sane specs, but never emit an unlabeled mosaic
         return make_mosaic(images, labels, by_class, spec, rng)
+    if spec.blur_radius > 0:
+        from PIL import ImageFilter
+
+        blurred = Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(spec.blur_radius))
+        canvas = np.asarray(blurred, dtype=np.float32)
+    if spec.noise_std > 0:
+        canvas = canvas + rng.normal(0, spec.noise_std, size=canvas.shape)
     return canvas.round().clip(0, 255).astype(np.uint8), placed_classes, boxes
 
 

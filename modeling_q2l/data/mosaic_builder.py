@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .labels import FASHION_MNIST_LABELS
+from .layouts import held_out_layout, layout_split_name
 from .mosaic import (
     MOSAIC_AREA_THRESHOLDS,
     MosaicSpec,
@@ -65,13 +66,23 @@ def build_mosaic_dataset(args) -> dict:
         ("validation", order[cut:], args.num_validation, args.seed + 1),
     ]:
         splits[split] = build_mosaics(images[pool], labels[pool], count, spec, seed=seed, **encoding)
-    if args.out_of_layout_split and args.out_of_layout_split.lower() != "none" and args.num_out_of_layout > 0:
-        # another layout, from images no other split uses: every background varied, any tint, independent classes
+    layouts = list(args.held_out_layouts or []) if args.num_per_layout > 0 else []
+    for name in layouts:
+        held_out_layout(name)  # an unknown name stops here, before any mosaic is drawn
+    if args.out_of_layout_split and args.out_of_layout_split.lower() != "none" and (args.num_out_of_layout > 0 or layouts):
         held_out_images, held_out_labels, _, _ = _source(args, args.out_of_layout_split)
-        other_layout = dataclasses.replace(spec, outfits=(), outfit_probability=0.0, varied_background_probability=1.0)
-        splits["out_of_layout"] = build_mosaics(
-            held_out_images, held_out_labels, args.num_out_of_layout, other_layout, seed=args.seed + 2, **encoding
-        )
+        if args.num_out_of_layout > 0:
+            # another layout, from images no other split uses: every background varied, any tint, independent classes
+            other_layout = dataclasses.replace(spec, outfits=(), outfit_probability=0.0, varied_background_probability=1.0)
+            splits["out_of_layout"] = build_mosaics(
+                held_out_images, held_out_labels, args.num_out_of_layout, other_layout, seed=args.seed + 2, **encoding
+            )
+        for offset, name in enumerate(layouts):
+            layout = held_out_layout(name)
+            splits[layout_split_name(name)] = build_mosaics(
+                held_out_images, held_out_labels, args.num_per_layout, layout.spec(spec), seed=args.seed + 3 + offset,
+                image_format=args.image_format, jpeg_quality=layout.jpeg_quality if args.image_format == "JPEG" else args.jpeg_quality,
+            )  # fmt: skip
     paths = save_mosaic_splits(splits, names, args.output_dir)
     card = mosaic_dataset_card(splits, names, source, spec, args)
     (Path(args.output_dir) / "README.md").write_text(card, encoding="utf-8")
@@ -94,6 +105,28 @@ def _statistics(records: list[dict], names: list[str], spec: MosaicSpec) -> str:
     )
 
 
+def _held_out_layouts_section(splits: dict, args) -> str:
+    names = [name for name in args.held_out_layouts or [] if layout_split_name(name) in splits]
+    if not names:
+        return ""
+    rows = "\n".join(
+        f"| `{layout_split_name(name)}` | {len(splits[layout_split_name(name)])} | {held_out_layout(name).description} | "
+        f"{'sealed' if held_out_layout(name).sealed else 'development'} |"
+        for name in names
+    )
+    return f"""
+## Held-out layout splits
+Each `layout_*` split changes the look of the mosaics in one way the training mosaics never show; like
+`out_of_layout`, its objects come from the {args.out_of_layout_split!r} split of the source and its classes are drawn
+independently. `development` layouts were looked at while the training recipe was chosen; `sealed` ones were first
+evaluated by the run that reports them.
+
+| split | mosaics | how it differs | use |
+| --- | --- | --- | --- |
+{rows}
+"""
+
+
 def mosaic_dataset_card(splits, names, source, spec, args) -> str:
     small, large = MOSAIC_AREA_THRESHOLDS
     is_fashion = args.dataset_name is None
@@ -112,6 +145,7 @@ validation never use; every mosaic has a varied background (any colour and brigh
 texture, with pixel noise), objects of any tint (darker than the background included), and classes drawn
 independently of each other (no outfits). Evaluate on it with `scripts/evaluate_model.py --split out_of_layout`.
 """
+    out_of_layout += _held_out_layouts_section(splits, args)
     return f"""---
 license: {licence}
 pretty_name: {title}

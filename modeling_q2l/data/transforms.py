@@ -1,8 +1,9 @@
 """From images to model inputs: one preprocessing path for training, evaluation and prediction.
 
 The image processor saved with the model (resize, rescale, normalise) turns every image into `pixel_values`. Training
-adds augmentation around it: RandAugment (and an optional flip) on the resized uint8 image before the processor,
-and a cutout (RandomErasing) on the normalised tensor after it.
+adds augmentation around it: layout randomisation, RandAugment (and an optional flip) on the resized uint8 image, then
+the processor's rescale and normalisation (the image is resized once, by the augmentation), and a cutout
+(RandomErasing) on the normalised tensor.
 """
 
 from collections import Counter
@@ -12,12 +13,23 @@ import torch
 from .loading import PreparedSplit, open_image, to_rgb
 
 
-def training_augmentation(image_size: int, randaugment: bool = True, magnitude: int = 9, horizontal_flip: bool = False):
+def training_augmentation(
+    image_size: int,
+    randaugment: bool = True,
+    magnitude: int = 9,
+    horizontal_flip: bool = False,
+    layout_randomization: float = 0.0,
+):
     """PIL image -> augmented uint8 tensor `(3, image_size, image_size)`, as the official recipe: square resize, then
-    RandAugment (torchvision's); the flip is not in the official recipe."""
+    RandAugment (torchvision's). Not in the official recipe: the flip, and `layout_randomization` (the probability of
+    `LayoutRandomization`: a new background, tint, size, noise for the same objects) before RandAugment."""
     from torchvision.transforms import v2
 
     steps = [v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)]
+    if layout_randomization > 0:
+        from .layout_augmentation import LayoutRandomization
+
+        steps.append(LayoutRandomization(layout_randomization))
     if horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
     if randaugment:
@@ -38,6 +50,25 @@ def pixel_values(processor, image) -> torch.Tensor:
     return processor(images=image, return_tensors="pt")["pixel_values"][0]
 
 
+def normalized_pixel_values(processor, image: torch.Tensor) -> torch.Tensor:
+    """The processor's output for a uint8 `(3, height, width)` tensor: its rescale and normalisation directly when
+    the tensor already has the processor's size (its resize would change nothing), the whole processor otherwise."""
+    size = getattr(processor, "size", None)
+    if not (
+        isinstance(image, torch.Tensor)
+        and image.dtype == torch.uint8
+        and image.ndim == 3
+        and getattr(size, "height", None) == image.shape[1]
+        and getattr(size, "width", None) == image.shape[2]
+        and processor.do_rescale
+        and processor.do_normalize
+    ):
+        return pixel_values(processor, image)
+    mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(processor.image_std, dtype=torch.float32).view(-1, 1, 1)
+    return (image.float() * processor.rescale_factor - mean) / std
+
+
 class ImagePreparation:
     """One image as the model takes it: through `processor`, with `augmentation` (a PIL -> uint8 tensor transform)
     before and a cutout after when training. With `augmentation_seed`, the random draws of sample `index` in `epoch`
@@ -53,7 +84,7 @@ class ImagePreparation:
     def _pixel_values(self, image) -> torch.Tensor:
         if self.augmentation is None:
             return pixel_values(self.processor, image)
-        pixels = pixel_values(self.processor, self.augmentation(to_rgb(image)))
+        pixels = normalized_pixel_values(self.processor, self.augmentation(to_rgb(image)))
         return self.cutout(pixels) if self.cutout is not None else pixels
 
     def __call__(self, raw_image, index: int, epoch: int, epoch_size: int) -> torch.Tensor:
@@ -61,7 +92,8 @@ class ImagePreparation:
         if self.augmentation_seed is None:
             return self._pixel_values(image)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.augmentation_seed + epoch * epoch_size + index)
+            # the CPU generator only: `torch.manual_seed` also queues a seed for every accelerator, each with its stack
+            torch.default_generator.manual_seed(self.augmentation_seed + epoch * epoch_size + index)
             return self._pixel_values(image)
 
 

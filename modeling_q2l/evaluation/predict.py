@@ -3,7 +3,6 @@
 import csv
 import json
 import logging
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data.loading import open_image
+from ..data.loading import default_loader_workers, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +134,6 @@ def _one_thread_per_worker(_):
     torch.set_num_threads(1)  # the model's threads keep the cores; a worker only decodes and resizes
 
 
-def default_workers() -> int:
-    """Decoding processes beside the model: one per two cores, at most 4."""
-    return min(4, (os.cpu_count() or 1) // 2)
-
 
 @torch.no_grad()
 def iter_predictions(model, processor, sources, thresholds: torch.Tensor, batch_size: int = 16, num_workers: int = 0, progress: bool = False):
@@ -220,7 +215,7 @@ def run_prediction(args, inputs: list[str], stdout, stderr, data_args=None) -> i
         raise ValueError(f"No images in {inputs or data_args.dataset_name}.")
     model, processor = load_classifier(args.model, args.device)
     thresholds = label_thresholds(model.config, args.threshold, args.thresholds)
-    workers = default_workers() if getattr(args, "num_workers", None) is None else args.num_workers
+    workers = default_loader_workers() if getattr(args, "num_workers", None) is None else args.num_workers
     failures = 0
     for result in iter_predictions(model, processor, sources, thresholds, args.batch_size, workers, progress=True):
         if "error" in result:

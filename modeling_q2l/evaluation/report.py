@@ -166,15 +166,27 @@ def extra_splits_markdown(report: dict) -> list[str]:
         "",
         "Other splits:",
         "",
-        "| split | images | mAP | mAP_voc | CF1 | OF1 | CF1 / OF1 at the per-label thresholds |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| split | images | mAP | share of the evaluation split's mAP | mAP_voc | CF1 | OF1 | CF1 / OF1 at the per-label thresholds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in report["extra_splits"].items():
         at = row.get("at_label_thresholds", {})
+        share = _percent(row["mAP"] / report["mAP"]) if row.get("mAP") is not None and report.get("mAP") else "n/a"
         lines.append(
-            f"| {name} | {row['num_images']} | {_percent(row['mAP'])} | {_percent(row['mAP_voc'])} | "
+            f"| {name} | {row['num_images']} | {_percent(row['mAP'])} | {share} | {_percent(row['mAP_voc'])} | "
             f"{_percent(row['CF1'])} | {_percent(row['OF1'])} | {_percent(at.get('CF1'))} / {_percent(at.get('OF1'))} |"
         )
+    localization = report.get("localization")
+    if localization:
+        ratio = localization["pointing_game"] / localization["chance"] if localization.get("chance") else float("nan")
+        lines += [
+            "",
+            f"Where the label queries look on {localization.get('split', 'the evaluation split')} ({localization['pairs']} image-label pairs with "
+            f"boxes; decoder layer {localization['layer']}, mean over heads): the peak of a label's cross-attention "
+            f"falls inside one of its boxes for {_percent(localization['pointing_game'])}% of the pairs (pointing "
+            f"game), {_percent(localization['mass_in_boxes'])}% of the map's mass lies inside them, and a uniform map "
+            f"scores {_percent(localization['chance'])}% on both (chance): {ratio:.1f} times chance.",
+        ]
     return lines
 
 

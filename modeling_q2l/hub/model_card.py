@@ -320,6 +320,19 @@ def _transfer_sentence(summary: TrainingSummary) -> str:
     return text
 
 
+def _feature_map_words(config) -> str:
+    """Which feature map the label queries attend to, from the config's `backbone_kwargs`."""
+    chosen = list((config.backbone_kwargs or {}).get("out_indices") or [])
+    if config.fuse_feature_levels and len(chosen) > 1:
+        return (
+            f"stage-{chosen[0]} feature grid with stage {', '.join(map(str, chosen[1:]))} projected, upsampled and added "
+            "onto it (`fuse_feature_levels`): a denser grid than the last stage's that keeps its features"
+        )
+    if chosen and chosen != [-1]:
+        return f"feature map of stage {chosen[-1]} (`backbone_kwargs` `out_indices` {chosen}), a denser grid than its last stage's"
+    return "last feature map"
+
+
 def training_model_card(config, report: dict, summary: TrainingSummary) -> ModelCard:
     """The card `scripts/train.py` writes next to the weights it saves."""
     is_embedded = summary.is_embedded_demo
@@ -327,7 +340,8 @@ def training_model_card(config, report: dict, summary: TrainingSummary) -> Model
     head = (
         f"the Query2Label head (hidden size {config.hidden_size}, {config.encoder_layers} encoder and {config.decoder_layers} "
         f"decoder layers, {config.num_attention_heads} heads, feed-forward {config.intermediate_size}); one learnable "
-        "query per label cross-attends to the backbone's last feature map, a per-label linear layer gives the logits"
+        f"query per label cross-attends to the backbone's {_feature_map_words(config)}, a per-label linear layer gives "
+        "the logits"
         if config.classifier_head == "query2label"
         else "the baseline head: global average pooling and one linear layer"
     )

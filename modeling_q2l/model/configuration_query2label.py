@@ -78,6 +78,12 @@ class Query2LabelConfig(PreTrainedConfig):
             GELU; the CvT presets and the official converter set it. `None` keeps the backbone's own activations.
         backbone_output_layer_norm (`bool`, *optional*, defaults to `False`):
             Apply a LayerNorm over channels to the backbone's feature map (the official CvT backbone ends with one).
+        fuse_feature_levels (`bool`, *optional*, defaults to `False`):
+            With two or more timm `out_indices` (e.g. `{"out_indices": [3, 4]}`), feed the transformer the finest
+            level's grid with every coarser level added onto it: each coarser map goes through a 1x1 convolution to
+            the finest level's channels (initialised to zero, so training starts from the finest level alone) and is
+            upsampled (nearest) to its grid. The queries then attend to a dense grid (their maps can point at small
+            objects) that still carries the deepest stage's features. `False` uses the last listed level only.
         freeze_backbone_batch_norm (`bool`, *optional*, defaults to `False`):
             Replace the backbone's BatchNorm layers by frozen ones (fixed statistics and affine parameters), as the
             official ResNet backbones do.
@@ -192,6 +198,7 @@ class Query2LabelConfig(PreTrainedConfig):
     backbone_config: dict | PreTrainedConfig | None = None
     backbone_hidden_act: str | None = None
     backbone_output_layer_norm: bool = False
+    fuse_feature_levels: bool = False
     freeze_backbone_batch_norm: bool = False
     frozen_backbone_modules: list | None = None
     num_channels: int = 3

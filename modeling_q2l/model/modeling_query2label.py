@@ -115,8 +115,21 @@ def _build_timm_backbone(config: Query2LabelConfig) -> tuple[nn.Module, int, boo
             f"Cannot build the timm backbone {config.backbone!r}: {error}. Use a name from `timm.list_models()` or "
             "set `backbone_config` to a transformers backbone config."
         ) from error
+    if features_only:
+        _drop_stages_after_the_last_output(model)
     channels = model.feature_info.channels()[-1] if features_only else model.num_features
     return model, channels, str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC")
+
+
+def _drop_stages_after_the_last_output(model: nn.Module) -> None:
+    """timm's EfficientNet and MobileNet feature models build and run every stage even when `out_indices` stops
+    earlier (e.g. `[3]`, stride 16): the stages after the last output only cost time, so they are left out. Other
+    feature models (`FeatureListNet`) already stop there."""
+    stage_outputs, blocks = getattr(model, "_stage_out_idx", None), getattr(model, "blocks", None)
+    if isinstance(stage_outputs, dict) and stage_outputs and isinstance(blocks, nn.Sequential) and getattr(model, "feature_hooks", None) is None:
+        last = max(stage_outputs)  # the forward appends a feature after block i when i + 1 is a key
+        if last < len(blocks):
+            model.blocks = blocks[:last]
 
 
 def _build_transformers_backbone(backbone_config) -> tuple[nn.Module, int]:
@@ -342,6 +355,17 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
             if self.is_timm
             else config.backbone_config.model_type in _CONVOLUTIONAL_TRANSFORMERS_BACKBONES
         )
+        self.level_fusion = None
+        if config.fuse_feature_levels:
+            levels = self.model.feature_info.channels() if self.is_timm and not self.uses_forward_features and not self.channels_last else []
+            if len(levels) < 2:
+                raise ValueError(
+                    "fuse_feature_levels needs a timm feature backbone with two or more `out_indices` in "
+                    f"backbone_kwargs (e.g. {{\"out_indices\": [3, 4]}}), got backbone_kwargs={config.backbone_kwargs}."
+                )
+            # (batch, coarser channels, h, w) -> (batch, finest channels, h, w), added onto the finest grid
+            self.level_fusion = nn.ModuleList(nn.Conv2d(channels, levels[0], kernel_size=1) for channels in levels[1:])
+            self.num_features = levels[0]
         self.output_norm = nn.LayerNorm(self.num_features) if config.backbone_output_layer_norm else None
         if config.freeze_backbone_batch_norm:
             from timm.layers import freeze_batch_norm_2d
@@ -410,9 +434,19 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         rest = [name for name in names if name not in stem and not any(name in group for group in stages.values())]
         return [stem + rest] + [stages[index] for index in sorted(stages)]
 
+    def fuse_levels(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """The finest feature map `(batch, channels, h, w)` with each coarser one projected and upsampled onto it."""
+        features = levels[0]
+        for conv, coarser in zip(self.level_fusion, levels[1:]):
+            features = features + nn.functional.interpolate(conv(coarser), size=features.shape[-2:], mode="nearest")
+        return features
+
     def _init_weights(self, module: nn.Module):
         if module is self.output_norm:
             init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif self.level_fusion is not None and any(module is conv for conv in self.level_fusion):
+            init.zeros_(module.weight)  # training starts from the finest level alone
             init.zeros_(module.bias)
         elif any(module._buffers.get(name) is not None for name in module._non_persistent_buffers_set):
             self._recompute_non_persistent_buffers(module)
@@ -453,6 +487,8 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
                 features = outputs.feature_maps[-1]
             elif hasattr(outputs, "last_hidden_state"):
                 features = outputs.last_hidden_state
+            elif self.level_fusion is not None:
+                features = self.fuse_levels(outputs)
             else:
                 features = outputs[-1]
         if self.channels_last:

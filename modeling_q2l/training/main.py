@@ -12,6 +12,7 @@ from transformers import set_seed
 
 from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_streaming_splits, load_training_splits
 from ..data.transforms import MultiLabelImageDataset, StreamingMultiLabelDataset, collate_multilabel, training_augmentation
+from ..evaluation.evaluate import localization_for_split
 from ..evaluation.final_report import FinalReportRequest, final_report
 from ..evaluation.metrics import sigmoid_scores
 from ..evaluation.report import area_thresholds_for, report_to_markdown
@@ -28,6 +29,19 @@ from .trainer import Query2LabelTrainer
 logger = logging.getLogger(__name__)
 
 ATTENTION_FIGURE_IMAGES = 2  # evaluation images whose attention maps the card shows
+
+
+def localization_on(model, processor, preparer, extra_splits: dict, name: str) -> dict:
+    """Where the final model's label queries look on the extra split `name` (pointing game, attention mass in boxes,
+    chance; `evaluation.evaluate.localization_for_split`)."""
+    if name not in extra_splits:
+        raise ValueError(f"--localization_split_name {name}: pass it in --extra_eval_split_names too (got {list(extra_splits)}).")
+    split = preparer.prepare(extra_splits[name], split_name=name)
+    label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
+    model.eval()
+    summary = localization_for_split(model, processor, split, preparer.encoder, preparer.image_column, label_names, progress=False)
+    logger.info("%s: the label queries point inside their boxes %.1f%% of the time (chance %.1f%%).", name, 100 * summary["pointing_game"], 100 * summary["chance"])
+    return {"split": name, **summary}
 
 
 def run(model_args, data_args, training_args):
@@ -51,7 +65,11 @@ def run(model_args, data_args, training_args):
     processor = image_processor_for_backbone(starting.model.config)
     augmented = dict(
         augmentation=training_augmentation(
-            starting.model.config.image_size, training_args.randaugment, training_args.randaugment_magnitude, training_args.horizontal_flip
+            starting.model.config.image_size,
+            training_args.randaugment,
+            training_args.randaugment_magnitude,
+            training_args.horizontal_flip,
+            training_args.layout_randomization,
         ),
         cutout_probability=training_args.cutout_probability,
         augmentation_seed=training_args.seed,
@@ -101,6 +119,8 @@ def run(model_args, data_args, training_args):
     )
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     report, _ = final_report(final_model, processor, eval_split, preparer, predict, request, scores=sigmoid_scores(logits))
+    if data_args.localization_split_name and final_model.config.classifier_head == "query2label":
+        report["localization"] = localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name)
     report["figures"] = {name: str(Path(path).relative_to(update.staging)) for name, path in report.get("figures", {}).items()} if update else {}
     report.update(
         {

@@ -67,6 +67,40 @@ class StartingModel:
     frozen: str | None = None  # what of the backbone was frozen, in words
 
 
+def backbone_kwargs_for_grid(
+    backbone: str, backbone_kwargs: dict | None, image_size: int, min_grid: int, fuse: bool = False
+) -> dict | None:
+    """`backbone_kwargs` choosing the feature grid the label queries attend to: the last stage of the timm backbone
+    whose grid is at least `min_grid` cells a side at `image_size` (`out_indices` [that stage], or with `fuse`
+    [that stage, the last stage], for `fuse_feature_levels`), or the last stage as usual (`backbone_kwargs` kept)
+    when that is it, when `min_grid` is 0, or when `backbone_kwargs` already chooses (`out_indices`, `output_stride`,
+    `features_only`). At 128 px an EfficientNet's last stage (stride 32) is a 4 x 4 grid whose cells are as large as
+    the objects: on the stride-16 grid (8 x 8) the queries' attention can point at them."""
+    chosen = backbone_kwargs or {}
+    if min_grid <= 0 or any(key in chosen for key in ("out_indices", "output_stride", "features_only")):
+        return backbone_kwargs
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):  # the architecture only, for its feature strides
+            reductions = timm.create_model(backbone, pretrained=False, features_only=True, **chosen).feature_info.reduction()
+    except Exception as error:  # not a timm feature model: its own default
+        logger.info("Keeping %s's last stage (%s: %s).", backbone, type(error).__name__, error)
+        return backbone_kwargs
+    fitting = [index for index, reduction in enumerate(reductions) if image_size // reduction >= min_grid]
+    if not fitting or fitting[-1] == len(reductions) - 1:
+        return backbone_kwargs
+    index = fitting[-1]
+    logger.info(
+        "Label queries attend to %s's stage %d%s (stride %d, a %d x %d grid at %d px): the last stage's grid would be "
+        "%d x %d (--min_feature_grid %d).", backbone, index, " with the last stage added onto it" if fuse else "",
+        reductions[index], image_size // reductions[index], image_size // reductions[index], image_size,
+        image_size // reductions[-1], image_size // reductions[-1], min_grid,
+    )  # fmt: skip
+    return {**chosen, "out_indices": [index, len(reductions) - 1] if fuse else [index]}
+
+
 def build_model(model_args, label_names: list[str]) -> StartingModel:
     """A new model or a saved one adapted to the dataset's labels, with the requested backbone freezing."""
     if model_args.freeze_backbone and model_args.frozen_backbone_stages is not None:
@@ -80,9 +114,15 @@ def build_model(model_args, label_names: list[str]) -> StartingModel:
         )  # fmt: skip
         started = StartingModel(model, BackboneWeights(f"fine-tuned from {model_args.model_name_or_path}", pretrained=False), transfer)
     else:
+        given = json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None
+        backbone_kwargs = backbone_kwargs_for_grid(
+            model_args.backbone, given, model_args.image_size, model_args.min_feature_grid, model_args.fuse_feature_levels
+        )
+        fuse = model_args.fuse_feature_levels and len((backbone_kwargs or {}).get("out_indices") or []) > 1
         config = Query2LabelConfig(
             **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
-            backbone_kwargs=json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None,
+            backbone_kwargs=backbone_kwargs,
+            fuse_feature_levels=fuse,
             use_input_projection=True,
             attention_dropout=model_args.dropout,
             id2label=dict(enumerate(label_names)),

@@ -45,6 +45,12 @@ def summarise_run(model, model_args, data_args, training_args, started, saved_we
     augmentation = (
         (f"RandAugment on (magnitude {training_args.randaugment_magnitude})" if training_args.randaugment else "RandAugment off")
         + f", cutout probability {training_args.cutout_probability}"
+        + (
+            f", layout randomisation with probability {training_args.layout_randomization} (new backgrounds, tints, "
+            "object sizes, noise, blur and JPEG compression for the same objects)"
+            if training_args.layout_randomization > 0
+            else ""
+        )
         + (", horizontal flips" if training_args.horizontal_flip else "")
     )
     return TrainingSummary(

@@ -218,6 +218,26 @@ def _tiny_model():
     return Query2LabelForMultiLabelClassification(config).eval()
 
 
+def test_augmented_images_are_resized_once_and_normalised_as_the_processor_does():
+    from modeling_q2l.data.transforms import normalized_pixel_values, pixel_values
+
+    image = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
+    expected = pixel_values(processor(24), image)
+    assert torch.allclose(normalized_pixel_values(processor(24), image), expected, atol=1e-6)
+    imagenet = Query2LabelImageProcessor(size={"height": 24, "width": 24})  # another mean and std
+    assert torch.allclose(normalized_pixel_values(imagenet, image), pixel_values(imagenet, image), atol=1e-6)
+    other_size = torch.randint(0, 256, (3, 30, 20), dtype=torch.uint8)  # the processor's resize is needed here
+    assert torch.equal(normalized_pixel_values(processor(24), other_size), pixel_values(processor(24), other_size))
+
+
+def test_layout_randomisation_joins_the_training_augmentation():
+    from modeling_q2l.data.layout_augmentation import LayoutRandomization
+
+    steps = training_augmentation(32, layout_randomization=0.5).transforms
+    assert any(isinstance(step, LayoutRandomization) and step.probability == 0.5 for step in steps)
+    assert not any(isinstance(step, LayoutRandomization) for step in training_augmentation(32).transforms)
+
+
 def test_cutout_really_erases():
     white = [{"bytes": png("RGB", (32, 32), (255, 255, 255)), "path": None}]
     _, split = encode(image_dataset([[0]], List(ClassLabel(names=NAMES)), white))

@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import io
 
@@ -87,14 +88,18 @@ def test_the_embedded_dataset_is_in_hub_layout_and_small():
     from huggingface_hub import DatasetCard
 
     files = sorted((EMBEDDED_DATASET / "data").glob("*.parquet"))
-    assert [f.name.split("-")[0] for f in files] == ["out_of_layout", "train", "validation"]
-    assert sum(f.stat().st_size for f in files) < 20 * 1024 * 1024
+    from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS, layout_split_name
+
+    layouts = sorted(layout_split_name(name) for name in HELD_OUT_LAYOUTS)
+    assert [f.name.split("-")[0] for f in files] == layouts + ["out_of_layout", "train", "validation"]
+    assert sum(f.stat().st_size for f in files) < 30 * 1024 * 1024
     card = DatasetCard.load(EMBEDDED_DATASET / "README.md")
     assert card.data.license == "mit" and "Fashion-MNIST" in card.text
     dataset = load_dataset(str(EMBEDDED_DATASET))
     assert dataset["train"].features["labels"].feature.names[0] == "T-shirt/top"
     assert len(dataset["train"]) >= 3000 and len(dataset["validation"]) >= 500 and len(dataset["out_of_layout"]) >= 500
-    assert "## The out-of-layout test split" in card.text
+    assert "## The out-of-layout test split" in card.text and "## Held-out layout splits" in card.text
+    assert all(len(dataset[split]) == 500 for split in layouts)
     first = dataset["validation"][0]
     assert first["image"].size == (128, 128) and len(first["objects"]["bbox"]) == len(first["objects"]["category"])
 
@@ -157,8 +162,53 @@ def test_varied_backgrounds_and_the_out_of_layout_split(tmp_path):
         load_dataset_from_disk.to_parquet(str(tmp_path / "source" / "data" / f"{split}-00000-of-00001.parquet"))
     args = MosaicBuildArguments(
         output_dir=str(tmp_path / "out"), num_train=6, num_validation=3, num_out_of_layout=5,
-        dataset_name=str(tmp_path / "source"), image_format="PNG",
+        dataset_name=str(tmp_path / "source"), image_format="PNG", held_out_layouts=["light", "crowded"], num_per_layout=4,
     )  # fmt: skip
     build_mosaic_dataset(args)
     built = load_dataset(str(tmp_path / "out"))
-    assert len(built["out_of_layout"]) == 5 and "out_of_layout" in (tmp_path / "out" / "README.md").read_text()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert len(built["out_of_layout"]) == 5 and "out_of_layout" in card
+    assert len(built["layout_light"]) == 4 and len(built["layout_crowded"]) == 4 and "layout_small_objects" not in built
+    assert "| `layout_crowded` | 4 |" in card and "sealed" in card
+    args.held_out_layouts = ["plaid"]
+    with pytest.raises(ValueError, match="Unknown held-out layout 'plaid'"):
+        build_mosaic_dataset(args)
+
+
+def test_background_styles_and_held_out_layouts():
+    from modeling_q2l.data.layouts import DEVELOPMENT_LAYOUTS, HELD_OUT_LAYOUTS, SEALED_LAYOUTS, held_out_layout
+
+    images, labels = blob_images(num_classes=5, per_class=6)
+
+    def corners(spec, count=12, side=6):
+        records = build_mosaics(images, labels, count, spec, seed=0, image_format="PNG")
+        return records, [np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])), dtype=np.float32)[:side, :side] for r in records]
+
+    _, light = corners(MosaicSpec(outfits=(), background_styles=("light",)))
+    assert min(corner.mean() for corner in light) > 150
+    _, pattern = corners(MosaicSpec(outfits=(), background_styles=("pattern",)), side=32)  # periods up to 20 px
+    assert min(corner.std(axis=(0, 1)).max() for corner in pattern) > 5  # stripes, checks, dots: never flat
+    _, noisy = corners(MosaicSpec(outfits=(), background_styles=("dark",), noise_std=15.0))
+    _, clean = corners(MosaicSpec(outfits=(), background_styles=("dark",)))
+    spatial_spread = lambda corners: np.mean([corner.std(axis=(0, 1)).mean() for corner in corners])  # noqa: E731
+    assert spatial_spread(noisy) > 10 > 1 > spatial_spread(clean)
+    small, _ = corners(held_out_layout("small_objects").spec(MosaicSpec()), count=30)
+    assert max(max(w, h) for r in small for _, _, w, h in r["objects"]["bbox"]) <= 28
+    assert max(len(r["objects"]["category"]) for r in small) > 4
+    with pytest.raises(ValueError, match="Unknown background styles"):
+        MosaicSpec(background_styles=("plaid",))
+    with pytest.raises(ValueError, match="Unknown held-out layout"):
+        held_out_layout("plaid")
+    assert set(DEVELOPMENT_LAYOUTS) | set(SEALED_LAYOUTS) == set(HELD_OUT_LAYOUTS) and SEALED_LAYOUTS and DEVELOPMENT_LAYOUTS
+
+
+def test_faint_objects_move_toward_their_background():
+    images, labels = blob_images(num_classes=1, per_class=4)
+    spec = MosaicSpec(outfits=(), background_styles=("dark",), max_objects=1, min_object_size=40, max_object_size=40)
+    contrast = {}
+    for value in (1.0, 0.3):
+        record = build_mosaics(images, labels, 1, dataclasses.replace(spec, object_contrast=value), seed=0, image_format="PNG")[0]
+        pixels = np.asarray(Image.open(io.BytesIO(record["image"]["bytes"])), dtype=np.float32)
+        x, y, w, h = (int(v) for v in record["objects"]["bbox"][0])
+        contrast[value] = np.abs(pixels[y + h // 2, x + w // 2] - pixels[0, 0]).max()
+    assert contrast[0.3] < 0.45 * contrast[1.0]

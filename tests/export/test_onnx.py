@@ -49,6 +49,20 @@ def test_tf_same_padding_backbone_exports_with_dynamic_resolution(tmp_path):
     assert check_onnx_parity(model, path, [(1, 64, 64), (2, 67, 75), (1, 97, 61)]) < 1e-4
 
 
+def test_fused_feature_levels_export_at_odd_sizes(tmp_path):
+    """The main job's dense grid (a stride-16 level with the stride-32 one upsampled onto it) exports and matches,
+    also where the coarse grid is not half the fine one."""
+    from modeling_q2l.export.onnx import check_onnx_parity, export_onnx
+
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=7, backbone_kwargs={"out_indices": [3, 4]}, fuse_feature_levels=True, encoder_layers=0)
+    model = Query2LabelForMultiLabelClassification(config).eval()
+    for conv in model.get_backbone().level_fusion:
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    path = export_onnx(model, tmp_path / "model.onnx", image_size=64)
+    assert check_onnx_parity(model, path, [(1, 64, 64), (2, 67, 75), (1, 97, 61)]) < 1e-4
+
+
 def test_export_script_publish_onnx_and_onnxruntime_timings(tmp_path):
     from modeling_q2l import Query2LabelImageProcessor
     from modeling_q2l.cli.arguments import PublishArguments

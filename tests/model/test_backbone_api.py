@@ -105,3 +105,52 @@ def test_the_configuration_file_has_no_import_side_effects():
     source = Path(modeling_query2label.__file__).with_name("configuration_query2label.py").read_text()
     functions = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
     assert functions == []  # the pipeline is shipped by `save_pretrained`, not by an import kept for its side effect
+
+
+def test_efficientnet_feature_models_stop_at_their_last_output():
+    """timm's EfficientNet feature model runs every stage even when `out_indices` stops at stride 16; ours leaves the
+    later stages out and gives the same feature map."""
+    import timm
+
+    from modeling_q2l import Query2LabelConfig
+    from modeling_q2l.model.modeling_query2label import _build_timm_backbone
+
+    config = Query2LabelConfig(backbone="tf_efficientnet_lite0", backbone_kwargs={"out_indices": [3]}, image_size=64)
+    ours, channels, _ = _build_timm_backbone(config)
+    full = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=[3]).eval()
+    assert len(ours.blocks) == 5 < len(full.blocks) and channels == 112
+    assert not full.load_state_dict(ours.state_dict(), strict=False).unexpected_keys
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(pixels)[-1], full(pixels)[-1])
+    whole, _, _ = _build_timm_backbone(Query2LabelConfig(backbone="tf_efficientnet_lite0", image_size=64))
+    assert len(whole.blocks) == len(full.blocks)  # the last stage's output needs every stage
+
+
+def test_fused_feature_levels_give_a_dense_grid_that_carries_the_last_stage(tmp_path):
+    """`fuse_feature_levels`: the queries attend to the finest listed level's grid, with the coarser levels projected
+    and added onto it; the projections start at zero (the finest level alone) and are saved and loaded."""
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=7, backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True)
+    model = Query2LabelForMultiLabelClassification(config).eval()
+    backbone = model.get_backbone()
+    assert len(backbone.level_fusion) == 1 and all(not conv.weight.any() for conv in backbone.level_fusion)
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        finest = backbone.model(pixels)[0]
+        torch.testing.assert_close(backbone(pixels), finest)  # zero projections: the finest level alone
+        for conv in backbone.level_fusion:
+            torch.nn.init.normal_(conv.weight, std=0.1)
+        fused = backbone(pixels)
+        assert fused.shape == finest.shape and not torch.allclose(fused, finest)
+        attentions = model(pixels, output_attentions=True).cross_attentions[-1]
+        assert attentions.shape[-2:] == finest.shape[-2:]  # 8 x 8 at 64 px (stride 8)
+        expected = model(pixels).logits
+    model.save_pretrained(tmp_path)
+    loaded = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels).logits, expected)
+    with pytest.raises(ValueError, match="fuse_feature_levels needs a timm feature backbone with two or more"):
+        Query2LabelForMultiLabelClassification(tiny_config(fuse_feature_levels=True))

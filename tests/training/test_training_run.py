@@ -306,6 +306,13 @@ def test_the_train_script_runs_as_a_command_with_its_own_defaults(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "eval_results.json").read_text())
     assert report["dataset"] == str(EMBEDDED_DATASET) and 0 <= report["mAP"] <= 1
+    # its own defaults: every held-out split reported apart, and where the queries look on out_of_layout
+    from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
+
+    assert list(report["extra_splits"]) == ["out_of_layout", *(f"layout_{name}" for name in HELD_OUT_LAYOUTS)]
+    assert report["localization"]["split"] == "out_of_layout" and report["localization"]["pairs"] >= 16
+    card = (tmp_path / "README.md").read_text()
+    assert "| layout_crowded | 16 |" in card and "times chance" in card and "share of the evaluation split's mAP" in card
 
 
 def test_a_tiny_run_without_network_never_enters_the_download_loop(tmp_path, monkeypatch):
@@ -428,3 +435,27 @@ def test_extra_evaluation_splits_are_reported_apart(tmp_path, caplog):
     assert 0 <= report["extra_splits"][name]["mAP"] <= 1 and "CF1" in report["extra_splits"][name]["at_label_thresholds"]
     assert any("no_such_split" in record.getMessage() for record in caplog.records)
     assert "| out_of_layout | 16 |" in (tmp_path / "README.md").read_text()  # the card shows it
+    assert "localization" not in report  # only where asked for
+    with pytest.raises(ValueError, match="--localization_split_name validation: pass it in --extra_eval_split_names"):
+        main(tiny_training_argv(tmp_path / "again", "--ema_decay", "0", "--localization_split_name", "validation"))
+
+
+def test_persistent_workers_which_would_repeat_the_first_epochs_augmentations_are_refused(tmp_path):
+    argv = tiny_training_argv(tmp_path, "--dataloader_num_workers", "1", "--dataloader_persistent_workers", "true")
+    with pytest.raises(ValueError, match="repeat the first epoch's augmentations"):
+        main(argv)
+
+
+def test_channels_last_training_gives_the_same_model(tmp_path):
+    """On CPU, training runs in channels-last layout (faster); the run is the same as one in the default layout, up
+    to float32 rounding, and the saved weights are ordinary contiguous tensors."""
+    reports = {}
+    for layout in ("true", "false"):
+        reports[layout] = main(tiny_training_argv(tmp_path / layout, "--ema_decay", "0", "--channels_last", layout, "--dataloader_num_workers", "0"))
+    assert reports["true"]["mAP"] == pytest.approx(reports["false"]["mAP"], abs=0.02)
+    from safetensors.torch import load_file
+
+    weights = {layout: load_file(tmp_path / layout / "model.safetensors") for layout in reports}
+    assert all(tensor.is_contiguous() for tensor in weights["true"].values())
+    largest = max(float((weights["true"][key] - weights["false"][key]).abs().max()) for key in weights["true"])
+    assert largest < 1e-3  # 3 optimizer steps apart only by rounding
