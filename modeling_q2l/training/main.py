@@ -31,11 +31,22 @@ logger = logging.getLogger(__name__)
 ATTENTION_FIGURE_IMAGES = 2  # evaluation images whose attention maps the card shows
 
 
-def localization_on(model, processor, preparer, extra_splits: dict, name: str) -> dict:
+def check_localization_split(data_args) -> None:
+    """Before training: the localisation split must be one of the extra evaluation splits."""
+    name = data_args.localization_split_name
+    if name and name not in (data_args.extra_eval_split_names or []):
+        raise ValueError(
+            f"--localization_split_name {name}: pass it in --extra_eval_split_names too (got {data_args.extra_eval_split_names})."
+        )
+
+
+def localization_on(model, processor, preparer, extra_splits: dict, name: str) -> dict | None:
     """Where the final model's label queries look on the extra split `name` (pointing game, attention mass in boxes,
-    chance; `evaluation.evaluate.localization_for_split`)."""
-    if name not in extra_splits:
-        raise ValueError(f"--localization_split_name {name}: pass it in --extra_eval_split_names too (got {list(extra_splits)}).")
+    chance; `evaluation.evaluate.localization_for_split`); None, with a warning, where the dataset has no such split
+    or it has no boxes."""
+    if name not in extra_splits or "objects" not in extra_splits[name].features:
+        logger.warning("No localisation: the dataset has no split %r with boxes (an `objects` column).", name)
+        return None
     split = preparer.prepare(extra_splits[name], split_name=name)
     label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     model.eval()
@@ -48,6 +59,7 @@ def run(model_args, data_args, training_args):
     """Train, keep the better of regular and EMA weights, report, save (on the main process), push if asked.
     Returns the trainer (holding the final model) and the report."""
     configure_logging(training_args)
+    check_localization_split(data_args)
     push_to_hub = take_over_push(training_args)
     threads = configure_cpu_threads(training_args.cpu_threads, training_args)
     set_seed(training_args.seed)
@@ -120,7 +132,9 @@ def run(model_args, data_args, training_args):
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     report, _ = final_report(final_model, processor, eval_split, preparer, predict, request, scores=sigmoid_scores(logits))
     if data_args.localization_split_name and final_model.config.classifier_head == "query2label":
-        report["localization"] = localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name)
+        localization = localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name)
+        if localization is not None:
+            report["localization"] = localization
     report["figures"] = {name: str(Path(path).relative_to(update.staging)) for name, path in report.get("figures", {}).items()} if update else {}
     report.update(
         {

@@ -1,8 +1,8 @@
 """Driving the Gradio demo in a real browser: Debian's headless Chromium through selenium.
 
-Used by tests/test_demo.py, and to refresh the README's screenshot:
+Used by tests/demo/test_demo.py, and to refresh the README's screenshot:
 
-    python tests/browser.py --model FOLDER --image IMAGE --screenshot docs/images/demo_app.png
+    python tests/demo/browser.py --model FOLDER --image IMAGE --screenshot docs/images/demo_app.png
 """
 
 import argparse

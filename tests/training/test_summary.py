@@ -20,7 +20,7 @@ def summary_of(config, tmp_path, **training):
 def test_the_summary_names_the_backbones_library_and_the_runs_options(tmp_path):
     timm_run = summary_of(tiny_config(), tmp_path)
     assert timm_run.backbone == "`test_resnet` (timm)"
-    assert timm_run.schedule.startswith("7 epochs, batch 32 per device, AdamW") and "one-cycle" in timm_run.schedule
+    assert timm_run.schedule.startswith("8 epochs, batch 32 per device, AdamW") and "one-cycle" in timm_run.schedule
     assert timm_run.loss == "`focal` (gamma 2.0)" and timm_run.base_model == "timm/resnet18.a1_in1k"
     transformers_run = summary_of(transformers_config(), tmp_path, optim="sgd", lr_scheduler_type="linear", max_steps=50)
     assert "(timm)" not in transformers_run.backbone and "transformers" in transformers_run.backbone

@@ -436,6 +436,8 @@ def test_extra_evaluation_splits_are_reported_apart(tmp_path, caplog):
     assert any("no_such_split" in record.getMessage() for record in caplog.records)
     assert "| out_of_layout | 16 |" in (tmp_path / "README.md").read_text()  # the card shows it
     assert "localization" not in report  # only where asked for
+    without_boxes = main(tiny_training_argv(tmp_path / "no-boxes", "--ema_decay", "0", "--extra_eval_split_names", "no_such_split", "--localization_split_name", "no_such_split"))
+    assert "localization" not in without_boxes  # a dataset without that split trains, evaluates and says so
     with pytest.raises(ValueError, match="--localization_split_name validation: pass it in --extra_eval_split_names"):
         main(tiny_training_argv(tmp_path / "again", "--ema_decay", "0", "--localization_split_name", "validation"))
 
