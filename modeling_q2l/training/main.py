@@ -12,13 +12,13 @@ from transformers import set_seed
 
 from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_streaming_splits, load_training_splits
 from ..data.transforms import MultiLabelImageDataset, StreamingMultiLabelDataset, collate_multilabel, training_augmentation
-from ..evaluation.evaluate import localization_for_split
 from ..evaluation.final_report import FinalReportRequest, final_report
 from ..evaluation.metrics import sigmoid_scores
 from ..evaluation.report import area_thresholds_for, report_to_markdown
 from ..hub.model_card import training_model_card
 from ..zoo.backbone_weights import image_processor_for_backbone
 from .interruption import FolderUpdate, SigtermCheckpoint
+from .localization import check_localization_split, localization_on
 from .model_setup import build_model
 from .push import push_outputs, take_over_push
 from .resume import checkpoint_to_resume
@@ -29,30 +29,6 @@ from .trainer import Query2LabelTrainer
 logger = logging.getLogger(__name__)
 
 ATTENTION_FIGURE_IMAGES = 2  # evaluation images whose attention maps the card shows
-
-
-def check_localization_split(data_args) -> None:
-    """Before training: the localisation split must be one of the extra evaluation splits."""
-    name = data_args.localization_split_name
-    if name and name not in (data_args.extra_eval_split_names or []):
-        raise ValueError(
-            f"--localization_split_name {name}: pass it in --extra_eval_split_names too (got {data_args.extra_eval_split_names})."
-        )
-
-
-def localization_on(model, processor, preparer, extra_splits: dict, name: str) -> dict | None:
-    """Where the final model's label queries look on the extra split `name` (pointing game, attention mass in boxes,
-    chance; `evaluation.evaluate.localization_for_split`); None, with a warning, where the dataset has no such split
-    or it has no boxes."""
-    if name not in extra_splits or "objects" not in extra_splits[name].features:
-        logger.warning("No localisation: the dataset has no split %r with boxes (an `objects` column).", name)
-        return None
-    split = preparer.prepare(extra_splits[name], split_name=name)
-    label_names = [model.config.id2label[index] for index in range(model.config.num_labels)]
-    model.eval()
-    summary = localization_for_split(model, processor, split, preparer.encoder, preparer.image_column, label_names, progress=False)
-    logger.info("%s: the label queries point inside their boxes %.1f%% of the time (chance %.1f%%).", name, 100 * summary["pointing_game"], 100 * summary["chance"])
-    return {"split": name, **summary}
 
 
 def run(model_args, data_args, training_args):
@@ -77,12 +53,9 @@ def run(model_args, data_args, training_args):
     processor = image_processor_for_backbone(starting.model.config)
     augmented = dict(
         augmentation=training_augmentation(
-            starting.model.config.image_size,
-            training_args.randaugment,
-            training_args.randaugment_magnitude,
-            training_args.horizontal_flip,
-            training_args.layout_randomization,
-        ),
+            starting.model.config.image_size, training_args.randaugment, training_args.randaugment_magnitude,
+            training_args.horizontal_flip, training_args.layout_randomization,
+        ),  # fmt: skip
         cutout_probability=training_args.cutout_probability,
         augmentation_seed=training_args.seed,
     )
@@ -131,10 +104,8 @@ def run(model_args, data_args, training_args):
     )
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     report, _ = final_report(final_model, processor, eval_split, preparer, predict, request, scores=sigmoid_scores(logits))
-    if data_args.localization_split_name and final_model.config.classifier_head == "query2label":
-        localization = localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name)
-        if localization is not None:
-            report["localization"] = localization
+    if localization := localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name):
+        report["localization"] = localization
     report["figures"] = {name: str(Path(path).relative_to(update.staging)) for name, path in report.get("figures", {}).items()} if update else {}
     report.update(
         {
