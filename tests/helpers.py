@@ -114,5 +114,6 @@ def tiny_training_argv(output_dir, *extra) -> list[str]:
         "--output_dir", str(output_dir),
         "--logging_steps", "1",
         "--disable_tqdm", "true",
+        "--dataloader_num_workers", "0",  # the default (1 per 2 cores) runs once, in the train-script test
         *extra,
     ]  # fmt: skip
