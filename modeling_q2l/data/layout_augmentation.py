@@ -86,8 +86,7 @@ class LayoutRandomization:
             peak = max(float(np.percentile(inside, 95)) if inside.size else 1.0, 1.0)
             colour = (rng.uniform(low, high, size=3) * 255.0).astype(np.float32)
             pixels = np.clip(distance / peak, 0.0, 1.0) * colour
-        layer = np.concatenate([pixels, alpha], axis=2)
-        return self._shrink_onto(layer[..., :3], layer[..., 3:], rng, style)
+        return self._shrink_onto(pixels, alpha, rng, style)
 
     def _shrink_onto(self, pixels: np.ndarray, alpha: np.ndarray, rng, style: str | None = None) -> np.ndarray:
         """Composite `pixels` (with `alpha`) onto a new background, shrunk by a random factor at a random place."""
