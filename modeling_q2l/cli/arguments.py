@@ -192,6 +192,10 @@ class Query2LabelTrainingArguments(TrainingArguments):
         default=0.0,
         metadata={"help": "Probability of changing a training image's layout: new background, tint, object size, noise, blur, JPEG for the same objects (not official; scripts/train.py: 0.6); 0: off."},
     )
+    object_recomposition: float = field(
+        default=0.0,
+        metadata={"help": "Probability of laying a training image's boxed objects, and another image's, out again: new sizes, places, counts, overlaps and label combinations (needs an `objects` column and flat backgrounds; not official; scripts/train.py: 0.5); 0: off."},
+    )
     cpu_threads: int | None = field(
         default=None, metadata={"help": "torch threads per process on CPU (default: all cores / processes)."}
     )
@@ -476,6 +480,7 @@ EMBEDDED_MAIN_JOB_DEFAULTS = {
     "extra_eval_split_names": ["out_of_layout", *(layout_split_name(name) for name in HELD_OUT_LAYOUTS)],
     "localization_split_name": "out_of_layout",
     "layout_randomization": 0.6,
+    "object_recomposition": 0.5,
 }
 
 

@@ -24,11 +24,12 @@ OBJECT_DISTANCE, OBJECT_RAMP = 10.0, 30.0
 _NEW_TINT_RANGE = {"dark": (0.35, 1.0), "light": (0.0, 0.45)}
 
 
-def _numpy_generator() -> np.random.Generator:
+def numpy_generator() -> np.random.Generator:
+    """A numpy generator drawn from torch's (which `ImagePreparation` seeds per sample)."""
     return np.random.default_rng(int(torch.randint(0, 2**62, ())))
 
 
-def _flat_background(image: np.ndarray) -> np.ndarray | None:
+def flat_background(image: np.ndarray) -> np.ndarray | None:
     """The colour of a flat background (the border's median), or None when the border varies or nothing stands out
     clearly from it (objects close to the background's colour would be lost with it)."""
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
@@ -39,10 +40,22 @@ def _flat_background(image: np.ndarray) -> np.ndarray | None:
     return colour
 
 
-def _resize(array: np.ndarray, side: int) -> np.ndarray:
-    """`(H, W, C)` float array resized to `(side, side, C)`, bilinear with antialiasing."""
+def object_distance(pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """`(H, W, 1)` distance of each pixel to the background colour (largest over the channels)."""
+    return np.abs(pixels - background.astype(np.float32)).max(axis=2, keepdims=True)
+
+
+def object_alpha(pixels: np.ndarray, background: np.ndarray, distance: np.ndarray | None = None) -> np.ndarray:
+    """`(H, W, 1)` opacity of the objects on a flat `background`: 0 within `OBJECT_DISTANCE` of its colour, ramping
+    to 1 over `OBJECT_RAMP` more."""
+    distance = object_distance(pixels, background) if distance is None else distance
+    return np.clip((distance - OBJECT_DISTANCE) / OBJECT_RAMP, 0.0, 1.0)
+
+
+def resize_layer(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`(H, W, C)` float array resized to `(height, width, C)`, bilinear with antialiasing."""
     tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
-    resized = torch.nn.functional.interpolate(tensor, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    resized = torch.nn.functional.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return resized[0].numpy().transpose(1, 2, 0)
 
 
@@ -62,11 +75,11 @@ class LayoutRandomization:
         self.probability, self.min_scale, self.noise_std = probability, min_scale, noise_std
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        rng = _numpy_generator()
+        rng = numpy_generator()
         if rng.random() >= self.probability:
             return image
         pixels = image.permute(1, 2, 0).numpy().astype(np.float32)  # (H, W, 3)
-        background = _flat_background(pixels)
+        background = flat_background(pixels)
         if background is not None and rng.random() < 0.85:
             pixels = self._new_background(pixels, background, rng)
         elif rng.random() < 0.3:
@@ -77,8 +90,8 @@ class LayoutRandomization:
     def _new_background(self, pixels: np.ndarray, background: np.ndarray, rng) -> np.ndarray:
         """Separate the objects from their flat background, maybe recolour them, shrink them, and lay them on a new
         background."""
-        distance = np.abs(pixels - background.astype(np.float32)).max(axis=2, keepdims=True)  # the objects' brightness
-        alpha = np.clip((distance - OBJECT_DISTANCE) / OBJECT_RAMP, 0.0, 1.0)
+        distance = object_distance(pixels, background)  # the objects' brightness
+        alpha = object_alpha(pixels, background, distance)
         style = BACKGROUND_STYLES[int(rng.integers(len(BACKGROUND_STYLES)))]
         low, high = _NEW_TINT_RANGE.get(style, (0.0, 1.0))
         if style in _NEW_TINT_RANGE or rng.random() < 0.6:  # a new tint: the objects' brightness times a colour
@@ -97,7 +110,7 @@ class LayoutRandomization:
         scale = rng.uniform(self.min_scale, 1.0) if rng.random() < 0.5 else 1.0
         small = max(8, round(side * scale))
         if small < side:
-            layer = _resize(np.concatenate([pixels, alpha], axis=2), small)
+            layer = resize_layer(np.concatenate([pixels, alpha], axis=2), small, small)
             pixels, alpha = layer[..., :3], np.clip(layer[..., 3:], 0.0, 1.0)
         x, y = (int(rng.integers(0, side - small + 1)) for _ in range(2))
         region = canvas[y : y + small, x : x + small]

@@ -125,16 +125,16 @@ def _count_probabilities(max_objects: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _place(rng, spec: MosaicSpec, boxes: list, size: int):
-    """A top-left corner for a `size` square that overlaps earlier boxes little, or None."""
-    limit = spec.canvas_size - size
-    for _ in range(30):
-        x, y = int(rng.integers(0, limit + 1)), int(rng.integers(0, limit + 1))
+def place_box(rng, canvas: tuple[int, int], max_overlap: float, boxes: list, width: int, height: int, attempts: int = 30):
+    """A top-left corner for a `width` x `height` box on a `canvas` (width, height) such that at most `max_overlap`
+    of the box covers the earlier `boxes` ([x, y, w, h] each), or None after `attempts` random tries."""
+    for _ in range(attempts):
+        x, y = int(rng.integers(0, canvas[0] - width + 1)), int(rng.integers(0, canvas[1] - height + 1))
         covered = sum(
-            max(0, min(x + size, bx + bw) - max(x, bx)) * max(0, min(y + size, by + bh) - max(y, by))
+            max(0, min(x + width, bx + bw) - max(x, bx)) * max(0, min(y + height, by + bh) - max(y, by))
             for bx, by, bw, bh in boxes
         )
-        if covered <= spec.max_overlap * size * size:
+        if covered <= max_overlap * width * height:
             return x, y
     return None
 
@@ -226,7 +226,7 @@ def make_mosaic(
         size = int(rng.integers(spec.min_object_size, spec.max_object_size + 1))
         corner = None
         while corner is None and size >= spec.min_object_size:
-            corner = _place(rng, spec, squares, size)
+            corner = place_box(rng, (spec.canvas_size,) * 2, spec.max_overlap, squares, size, size)
             size = size if corner is not None else int(size * 0.8)
         if corner is None:
             continue

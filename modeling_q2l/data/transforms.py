@@ -6,6 +6,7 @@ the processor's rescale and normalisation (the image is resized once, by the aug
 (RandomErasing) on the normalised tensor.
 """
 
+import contextlib
 from collections import Counter
 
 import torch
@@ -71,15 +72,20 @@ def normalized_pixel_values(processor, image: torch.Tensor) -> torch.Tensor:
 
 class ImagePreparation:
     """One image as the model takes it: through `processor`, with `augmentation` (a PIL -> uint8 tensor transform)
-    before and a cutout after when training. With `augmentation_seed`, the random draws of sample `index` in `epoch`
-    come from their own generator seeded by (seed, epoch, index): the same image gets the same augmentation whatever
-    the worker count, and a run resumed from a checkpoint sees exactly what the uninterrupted run saw."""
+    before and a cutout after when training, and before those an optional `recomposition` (an
+    `ObjectRecomposition`, which also changes the labels). With `augmentation_seed`, the random draws of sample
+    `index` in `epoch` come from their own generator seeded by (seed, epoch, index): the same image gets the same
+    augmentation whatever the worker count, and a run resumed from a checkpoint sees exactly what the uninterrupted
+    run saw."""
 
-    def __init__(self, processor, augmentation=None, cutout_probability: float = 0.0, augmentation_seed: int | None = None):
+    def __init__(
+        self, processor, augmentation=None, cutout_probability: float = 0.0, augmentation_seed: int | None = None, recomposition=None
+    ):
         self.processor = processor
         self.augmentation = augmentation
         self.cutout = cutout(cutout_probability) if cutout_probability > 0 else None
         self.augmentation_seed = augmentation_seed
+        self.recomposition = recomposition
 
     def _pixel_values(self, image) -> torch.Tensor:
         if self.augmentation is None:
@@ -87,14 +93,30 @@ class ImagePreparation:
         pixels = normalized_pixel_values(self.processor, self.augmentation(to_rgb(image)))
         return self.cutout(pixels) if self.cutout is not None else pixels
 
-    def __call__(self, raw_image, index: int, epoch: int, epoch_size: int) -> torch.Tensor:
-        image = open_image(raw_image)
+    def _seeded(self, index: int, epoch: int, epoch_size: int):
         if self.augmentation_seed is None:
-            return self._pixel_values(image)
-        with torch.random.fork_rng(devices=[]):
-            # the CPU generator only: `torch.manual_seed` also queues a seed for every accelerator, each with its stack
-            torch.default_generator.manual_seed(self.augmentation_seed + epoch * epoch_size + index)
-            return self._pixel_values(image)
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def seeded():
+            with torch.random.fork_rng(devices=[]):
+                # the CPU generator only: `torch.manual_seed` also queues a seed for every accelerator, with its stack
+                torch.default_generator.manual_seed(self.augmentation_seed + epoch * epoch_size + index)
+                yield
+
+        return seeded()
+
+    def __call__(self, raw_image, index: int, epoch: int, epoch_size: int) -> torch.Tensor:
+        with self._seeded(index, epoch, epoch_size):
+            return self._pixel_values(open_image(raw_image))
+
+    def with_labels(self, raw_image, labels: torch.Tensor, index: int, epoch: int, epoch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pixel values, labels) of sample `index`: the labels change only when the recomposition changes the image."""
+        with self._seeded(index, epoch, epoch_size):
+            image = open_image(raw_image)
+            if self.recomposition is not None:
+                image, labels = self.recomposition(image, labels, index)
+            return self._pixel_values(image), labels
 
 
 class MultiLabelImageDataset(torch.utils.data.Dataset):
@@ -109,11 +131,12 @@ class MultiLabelImageDataset(torch.utils.data.Dataset):
         augmentation=None,
         cutout_probability: float = 0.0,
         augmentation_seed: int | None = None,
+        recomposition=None,
     ):
         self.dataset = split.dataset
         self.labels = torch.from_numpy(split.labels)
         self.image_column = image_column
-        self.prepare = ImagePreparation(processor, augmentation, cutout_probability, augmentation_seed)
+        self.prepare = ImagePreparation(processor, augmentation, cutout_probability, augmentation_seed, recomposition)
         self.augmentation_seed = augmentation_seed
         self.epoch = 0
 
@@ -121,8 +144,9 @@ class MultiLabelImageDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        pixels = self.prepare(self.dataset[index][self.image_column], index, self.epoch, len(self))
-        return {"pixel_values": pixels, "labels": self.labels[index]}
+        raw_image = self.dataset[index][self.image_column]
+        pixels, labels = self.prepare.with_labels(raw_image, self.labels[index], index, self.epoch, len(self))
+        return {"pixel_values": pixels, "labels": labels}
 
 
 class StreamingMultiLabelDataset(torch.utils.data.IterableDataset):

@@ -11,12 +11,13 @@ from pathlib import Path
 from transformers import set_seed
 
 from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_streaming_splits, load_training_splits
-from ..data.transforms import MultiLabelImageDataset, StreamingMultiLabelDataset, collate_multilabel, training_augmentation
+from ..data.transforms import MultiLabelImageDataset, collate_multilabel
 from ..evaluation.final_report import FinalReportRequest, final_report
 from ..evaluation.metrics import sigmoid_scores
 from ..evaluation.report import area_thresholds_for, report_to_markdown
 from ..hub.model_card import training_model_card
 from ..zoo.backbone_weights import image_processor_for_backbone
+from .data_setup import training_datasets
 from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
 from .model_setup import build_model
@@ -51,22 +52,9 @@ def run(model_args, data_args, training_args):
 
     starting = build_model(model_args, preparer.encoder.names)
     processor = image_processor_for_backbone(starting.model.config)
-    augmented = dict(
-        augmentation=training_augmentation(
-            starting.model.config.image_size, training_args.randaugment, training_args.randaugment_magnitude,
-            training_args.horizontal_flip, training_args.layout_randomization,
-        ),  # fmt: skip
-        cutout_probability=training_args.cutout_probability,
-        augmentation_seed=training_args.seed,
-    )
-    if streaming:
-        train_dataset = StreamingMultiLabelDataset(
-            train_raw, preparer.encoder, preparer.image_column, preparer.label_column, processor,
-            skip_bad_samples=preparer.skip_bad_samples, **augmented,
-        )  # fmt: skip
-    else:
-        train_dataset = MultiLabelImageDataset(train_split, preparer.image_column, processor, **augmented)
-    eval_dataset = MultiLabelImageDataset(eval_split, preparer.image_column, processor)
+    train_dataset, eval_dataset = training_datasets(
+        train_raw if streaming else train_split, eval_split, preparer, processor, starting.model.config.image_size, training_args, streaming
+    )  # fmt: skip
 
     trainer = Query2LabelTrainer(
         model=starting.model,

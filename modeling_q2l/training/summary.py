@@ -51,6 +51,13 @@ def summarise_run(model, model_args, data_args, training_args, started, saved_we
             if training_args.layout_randomization > 0
             else ""
         )
+        + (
+            f", object recomposition with probability {training_args.object_recomposition} (the boxed objects of the "
+            "image and of another training image laid out again: new sizes, places, counts, overlaps and label "
+            "combinations)"
+            if training_args.object_recomposition > 0
+            else ""
+        )
         + (", horizontal flips" if training_args.horizontal_flip else "")
     )
     return TrainingSummary(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_q2l.data.layout_augmentation import LayoutRandomization, _flat_background
+from modeling_q2l.data.layout_augmentation import LayoutRandomization, flat_background
 from modeling_q2l.data.mosaic import MosaicSpec, build_mosaics
 
 
@@ -34,7 +34,7 @@ def test_same_seed_same_layout_and_other_seeds_change_the_background():
     assert torch.equal(first, _seeded(augmentation, image, 0))
     corners = [_seeded(augmentation, image, seed)[:, :6, :6].float().mean().item() for seed in range(20)]
     assert np.std(corners) > 20 and max(corners) > 120  # new backgrounds, light ones among them
-    assert _flat_background(image.permute(1, 2, 0).numpy().astype(np.float32)) is not None
+    assert flat_background(image.permute(1, 2, 0).numpy().astype(np.float32)) is not None
 
 
 def test_the_objects_stay_visible_on_their_new_background():

@@ -19,12 +19,21 @@ TRANSFORMERS4 = os.environ.get("Q2L_TRANSFORMERS4_PYTHON")
 
 @pytest.fixture(scope="module", params=["timm", "transformers"])
 def folder_and_images(request, tmp_path_factory):
-    """A saved folder with a timm backbone, and one with a transformers backbone (a sub-config, as the CvT variant)."""
+    """A saved folder with a timm backbone whose two feature levels are fused onto one grid (as the demo's), and one
+    with a transformers backbone (a sub-config, as the CvT variant)."""
     folder = tmp_path_factory.mktemp(f"folder-{request.param}")
     labels = dict(id2label=dict(enumerate(FASHION_NAMES)), label2id={n: i for i, n in enumerate(FASHION_NAMES)}, label_thresholds=[0.45] * 10)
-    config = tiny_config(num_labels=10, **labels) if request.param == "timm" else transformers_config(num_labels=10, **labels)
+    if request.param == "timm":
+        config = tiny_config(num_labels=10, backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True, encoder_layers=0, **labels)
+    else:
+        config = transformers_config(num_labels=10, **labels)
     torch.manual_seed(0)
-    Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
+    model = Query2LabelForMultiLabelClassification(config)
+    for name, parameter in model.named_parameters():
+        if "level_fusion" in name:  # zero at the start of training: give the fused level a say in the scores
+            torch.nn.init.normal_(parameter, std=0.2)
+    assert request.param != "timm" or any("level_fusion" in name for name, _ in model.named_parameters())
+    model.save_pretrained(folder)
     Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
     images = {"rgb": folder.parent / "rgb.png", "rgba": folder.parent / "rgba.png"}
     validation_images(1, "RGB")[0].save(images["rgb"])

@@ -40,3 +40,6 @@ def test_the_card_uses_the_summary(tmp_path):
     assert "layout randomisation" not in text  # off unless asked for
     with_layouts = summary_of(config, tmp_path, layout_randomization=0.8)
     assert "layout randomisation with probability 0.8" in with_layouts.augmentation
+    assert "recomposition" not in with_layouts.augmentation
+    recomposed = summary_of(config, tmp_path, object_recomposition=0.5)
+    assert "object recomposition with probability 0.5" in recomposed.augmentation
