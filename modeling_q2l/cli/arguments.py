@@ -480,7 +480,8 @@ EMBEDDED_MAIN_JOB_DEFAULTS = {
     "extra_eval_split_names": ["out_of_layout", *(layout_split_name(name) for name in HELD_OUT_LAYOUTS)],
     "localization_split_name": "out_of_layout",
     "layout_randomization": 0.6,
-    "object_recomposition": 0.5,
+    "frozen_backbone_stages": 3,
+    "num_train_epochs": 11,
 }
 
 

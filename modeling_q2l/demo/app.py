@@ -60,6 +60,9 @@ def classify(
     return kept, overlay(explained.image, explained.maps[index]), label
 
 
+ROLLOUT_LABEL = "Carry the map back through the encoder (attention rollout)"
+
+
 def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
     """The app as a `gradio.Blocks` for a saved model folder or Hub id (call `.launch()` on it)."""
     gr = require("gradio", "The demo app")
@@ -104,7 +107,10 @@ def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
                 )
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="One threshold for every label (when unticked)")
                 selected = gr.Dropdown([BEST_LABEL, *names], value=BEST_LABEL, label="Attention of label")
-                rollout = gr.Checkbox(value=False, label="Carry the map back through the encoder (attention rollout)")
+                # only a model with encoder layers has anything to carry the map back through
+                rollout = gr.Checkbox(
+                    value=False, label=ROLLOUT_LABEL, visible=getattr(model.config, "encoder_layers", 0) > 0
+                )
                 submit = gr.Button("Submit", variant="primary")
             with gr.Column():
                 labels = gr.Label(label="Labels above threshold", num_top_classes=len(names))

@@ -109,3 +109,16 @@ def test_setup_reads_the_packages_one_version():
 
     result = subprocess.run([sys.executable, "setup.py", "--version"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == modeling_q2l.__version__
+
+
+def test_the_main_jobs_defaults_are_the_recipe_the_readme_reports():
+    """`scripts/train.py` with no arguments: 11 epochs, backbone stem and first three stages frozen, layout
+    randomisation 0.6, object recomposition off, every held-out layout evaluated, localisation on out_of_layout."""
+    from modeling_q2l.cli.arguments import EMBEDDED_MAIN_JOB_DEFAULTS, parse_training_arguments
+    from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
+
+    model_args, data_args, training_args = parse_training_arguments([], defaults={"dataset_name": "data", **EMBEDDED_MAIN_JOB_DEFAULTS})
+    assert model_args.frozen_backbone_stages == 3 and training_args.num_train_epochs == 11
+    assert training_args.layout_randomization == 0.6 and training_args.object_recomposition == 0.0
+    assert data_args.extra_eval_split_names == ["out_of_layout", *(f"layout_{name}" for name in HELD_OUT_LAYOUTS)]
+    assert data_args.localization_split_name == "out_of_layout" and len(HELD_OUT_LAYOUTS) == 8

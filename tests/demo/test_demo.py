@@ -196,3 +196,18 @@ def test_the_app_says_what_is_wrong_with_a_file_and_answers_unusual_images(demo_
 
         with Image.open(files[name]) as image:  # a PIL image: transformers' path loading would clip 16 bits
             assert answer == pytest.approx(pipeline_answer(demo_model, image), abs=1e-5), name
+
+
+def test_the_rollout_switch_shows_only_for_a_model_with_encoder_layers(demo_model, tmp_path):
+    from modeling_q2l.demo.app import ROLLOUT_LABEL, build_demo
+
+    def rollout_visible(folder) -> bool:
+        components = build_demo(str(folder)).config["components"]
+        return next(c["props"]["visible"] for c in components if c.get("props", {}).get("label") == ROLLOUT_LABEL)
+
+    assert Query2LabelForMultiLabelClassification.from_pretrained(demo_model).config.encoder_layers > 0
+    assert rollout_visible(demo_model)
+    without_encoder = tiny_config(num_labels=12, encoder_layers=0, id2label=dict(enumerate(NAMES)), label2id={n: i for i, n in enumerate(NAMES)})
+    Query2LabelForMultiLabelClassification(without_encoder).save_pretrained(tmp_path)
+    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path)
+    assert not rollout_visible(tmp_path)
