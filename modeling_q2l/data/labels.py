@@ -42,6 +42,11 @@ LABEL_FORMATS = ("auto", "ids", "names", "multi_hot", "objects")
 OBJECT_LABEL_KEYS = ("category", "categories", "label", "labels", "category_id")
 
 
+def object_category_key(objects) -> str | None:
+    """The key of an `objects` annotation (or feature) that holds each object's category, or None."""
+    return next((key for key in OBJECT_LABEL_KEYS if key in objects), None)
+
+
 class BadSampleError(ValueError):
     """A sample whose image or labels cannot be used; `reason` is the short category counted when skipping."""
 
@@ -172,7 +177,7 @@ def detect_label_format(
     object_key = None
     names = list(label_names) if label_names else None
     if kind == "objects" or label_format == "objects":
-        object_key = next((key for key in OBJECT_LABEL_KEYS if key in feature), None)
+        object_key = object_category_key(feature)
         if object_key is None:
             raise ValueError(
                 f"Column {label_column!r} holds objects without a category list (looked for {OBJECT_LABEL_KEYS})."

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .labels import OBJECT_LABEL_KEYS
+from .labels import object_category_key
 from .layout_augmentation import flat_background, numpy_generator, object_alpha, resize_layer
 from .loading import open_image, to_rgb
 from .mosaic import place_box
@@ -90,7 +90,7 @@ class ObjectRecomposition:
 
     def _cut_out(self, pixels: np.ndarray, background: np.ndarray, annotation: dict) -> list[tuple[int, np.ndarray]]:
         """(label index, `(h, w, 4)` colour + alpha layer) of each boxed object that stands out from the background."""
-        key = next((key for key in OBJECT_LABEL_KEYS if key in annotation), None)
+        key = object_category_key(annotation)
         if key is None:
             return []
         height, width = pixels.shape[:2]

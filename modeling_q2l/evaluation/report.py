@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import OBJECT_LABEL_KEYS, LabelEncoder
+from ..data.labels import LabelEncoder, object_category_key
 from ..data.loading import PreparedSplit
 from .metrics import average_precision_per_label, multilabel_metrics
 
@@ -32,10 +32,10 @@ def largest_object_areas(objects: list[dict], category_to_label, num_labels: int
 
 
 def _category_key(annotation: dict) -> str:
-    for key in OBJECT_LABEL_KEYS:
-        if key in annotation:
-            return key
-    raise ValueError(f"Objects without a category list: {sorted(annotation)}.")
+    key = object_category_key(annotation)
+    if key is None:
+        raise ValueError(f"Objects without a category list: {sorted(annotation)}.")
+    return key
 
 
 def map_by_object_size(scores, labels, areas, thresholds=COCO_AREA_THRESHOLDS) -> dict:
