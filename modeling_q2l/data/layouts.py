@@ -5,14 +5,15 @@ Every layout draws its objects from the source's held-out split (Fashion-MNIST's
 validation never use, and its classes independently (no outfits). `DEVELOPMENT_LAYOUTS` were looked at while the
 training recipe was chosen; `SEALED_LAYOUTS` were built before and first evaluated by the run that reports them, so
 they measure the recipe on conditions nobody tuned it on. Layouts stay sealed for one round: `pattern`, `crowded` and
-`faint` were sealed until the first run of issue #18's recipe and have been looked at since; `busy` and `washed_out`,
-which change several things at once, were added sealed before the final run of that issue.
+`faint` were sealed until the first run of issue #18's recipe, `busy` and `washed_out` (which change several things at
+once) until that issue's second round's final run, and all have been looked at since; `dim` and `mixed` were added
+sealed before the third round's final run.
 """
 
 import dataclasses
 from dataclasses import dataclass
 
-from .mosaic import MosaicSpec
+from .mosaic import BACKGROUND_STYLES, MosaicSpec
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,21 @@ HELD_OUT_LAYOUTS = {
     "busy": HeldOutLayout(
         "coloured-noise backgrounds, up to 5 objects of 20 to 60 pixels that may cover 40% of each other, slight noise",
         {"background_styles": ("noise",), "min_object_size": 20, "max_object_size": 60, "max_objects": 5, "max_overlap": 0.4, "noise_std": 6.0},
-        sealed=True,
     ),
     "washed_out": HeldOutLayout(
         "pale backgrounds with pale objects (their colour 45% of the way to the background's), blurred",
         {"background_styles": ("light",), "object_contrast": 0.55, "blur_radius": 1.0},
+    ),
+    "dim": HeldOutLayout(
+        "dark backgrounds with dim objects (their colour half of the way to the background's), sides of 12 to 48 pixels, "
+        "up to 5 of them, slight noise",
+        {"background_styles": ("dark",), "object_contrast": 0.5, "min_object_size": 12, "max_object_size": 48, "max_objects": 5, "noise_std": 4.0},
+        sealed=True,
+    ),
+    "mixed": HeldOutLayout(
+        "any background style, objects of 20 to 90 pixels that may cover half of each other, blurred, JPEG quality 50",
+        {"background_styles": BACKGROUND_STYLES, "min_object_size": 20, "max_object_size": 90, "max_overlap": 0.5, "blur_radius": 0.5},
+        jpeg_quality=50,
         sealed=True,
     ),
 }

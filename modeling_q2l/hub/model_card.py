@@ -302,6 +302,18 @@ class TrainingSummary:
     label_transfer: dict | None = None  # {"source", "matched", "new", "dropped"} of a fine-tuning run
     frozen: str | None = None  # what of the backbone was frozen, in words
     hub_model_id: str | None = None
+    training_image_size: int | None = None  # when training ran at another resolution than the model's (config.image_size)
+
+
+def _resolution_sentence(summary: TrainingSummary, image_size: int) -> str:
+    """Says so when the model was trained at another resolution than the one its image processor resizes to."""
+    trained = summary.training_image_size
+    if trained is None or trained == image_size:
+        return ""
+    return (
+        f" It was trained at {trained} x {trained} px; its image processor resizes to {image_size} x {image_size} px, "
+        "where it was evaluated (the trained model sees its objects larger there)."
+    )
 
 
 def _transfer_sentence(summary: TrainingSummary) -> str:
@@ -354,7 +366,8 @@ def training_model_card(config, report: dict, summary: TrainingSummary) -> Model
             f"`scripts/train.py`."
             + (" It is a small demonstration model: the images are synthetic mosaics of Fashion-MNIST garments." if is_embedded else "")
         ),
-        architecture=f"Backbone {summary.backbone} at {config.image_size} x {config.image_size} px, {head}.",
+        architecture=f"Backbone {summary.backbone} at {config.image_size} x {config.image_size} px, {head}."
+        + _resolution_sentence(summary, config.image_size),
         training=(
             f"{summary.schedule}, loss {summary.loss}, {summary.augmentation}, {summary.ema}. Backbone weights: "
             f"{summary.backbone_weights}. Saved weights: {summary.saved_weights}." + _transfer_sentence(summary)

@@ -4,10 +4,13 @@ the evaluation split as it is."""
 from ..data.transforms import MultiLabelImageDataset, StreamingMultiLabelDataset, training_augmentation
 
 
-def training_datasets(train_source, eval_split, preparer, processor, image_size: int, training_args, streaming: bool):
+def training_datasets(
+    train_source, eval_split, preparer, processor, image_size: int, training_args, streaming: bool, eval_processor=None
+):
     """(train dataset, evaluation dataset). `train_source` is the prepared training split, or the stream when
     `streaming`; the augmentation follows `training_args` (RandAugment, flip, layout randomisation, object
-    recomposition, cutout), seeded per sample by `training_args.seed`."""
+    recomposition, cutout), seeded per sample by `training_args.seed`. The evaluation split goes through
+    `eval_processor` (default: `processor`), which may resize to another resolution than training's."""
     augmented = dict(
         augmentation=training_augmentation(
             image_size, training_args.randaugment, training_args.randaugment_magnitude,
@@ -33,4 +36,4 @@ def training_datasets(train_source, eval_split, preparer, processor, image_size:
 
             augmented["recomposition"] = ObjectRecomposition(train_source.dataset, preparer.image_column, preparer.encoder, recomposition)
         train_dataset = MultiLabelImageDataset(train_source, preparer.image_column, processor, **augmented)
-    return train_dataset, MultiLabelImageDataset(eval_split, preparer.image_column, processor)
+    return train_dataset, MultiLabelImageDataset(eval_split, preparer.image_column, eval_processor or processor)

@@ -20,7 +20,7 @@ from ..zoo.backbone_weights import image_processor_for_backbone
 from .data_setup import training_datasets
 from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
-from .model_setup import build_model
+from .model_setup import build_model, processor_at
 from .push import push_outputs, take_over_push
 from .resume import checkpoint_to_resume
 from .runtime import configure_cpu_threads, configure_logging
@@ -51,9 +51,11 @@ def run(model_args, data_args, training_args):
     logger.info("Labels (%s format): %s", preparer.encoder.label_format, preparer.encoder.names)
 
     starting = build_model(model_args, preparer.encoder.names)
-    processor = image_processor_for_backbone(starting.model.config)
+    processor = image_processor_for_backbone(starting.model.config)  # at the training resolution
+    inference_processor = processor_at(processor, model_args.inference_image_size)
     train_dataset, eval_dataset = training_datasets(
-        train_raw if streaming else train_split, eval_split, preparer, processor, starting.model.config.image_size, training_args, streaming
+        train_raw if streaming else train_split, eval_split, preparer, processor, starting.model.config.image_size,
+        training_args, streaming, inference_processor,
     )  # fmt: skip
 
     trainer = Query2LabelTrainer(
@@ -76,6 +78,7 @@ def run(model_args, data_args, training_args):
     prediction, weights = trainer.predict_with_better_weights(eval_dataset)
     logger.info("Saving the %s weights (the better of regular and EMA on the evaluation split).", weights)
     final_model = trainer.accelerator.unwrap_model(trainer.model)
+    processor, final_model.config.image_size = inference_processor, inference_processor.size.height  # from here on
 
     def predict(split):
         logits = trainer.predict(MultiLabelImageDataset(split, preparer.image_column, processor)).predictions
@@ -117,7 +120,7 @@ def run(model_args, data_args, training_args):
         trainer.save_model(str(update.staging))
         processor.save_pretrained(update.staging)
         (update.staging / "eval_results.json").write_text(json.dumps(report, indent=2))
-        summary = summarise_run(final_model, model_args, data_args, training_args, starting, weights)
+        summary = summarise_run(final_model, model_args, data_args, training_args, starting, weights, trainer.processing_class.size.height)
         training_model_card(final_model.config, report, summary).save(update.staging / "README.md")
         update.commit()
         print(report_to_markdown(report))

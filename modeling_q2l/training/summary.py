@@ -34,8 +34,11 @@ def _loss(model_args) -> str:
     return f"`{model_args.loss}` ({settings}" + (", adaptive asymmetry" if model_args.adaptive_asymmetry else "") + ")"
 
 
-def summarise_run(model, model_args, data_args, training_args, started, saved_weights: str) -> TrainingSummary:
-    """What the run did: `started` is the `model_setup.StartingModel` it began from."""
+def summarise_run(
+    model, model_args, data_args, training_args, started, saved_weights: str, training_image_size: int | None = None
+) -> TrainingSummary:
+    """What the run did: `started` is the `model_setup.StartingModel` it began from; `training_image_size` the
+    resolution it trained at, when the model now runs at another (`--inference_image_size`)."""
     config = model.config
     backbone = (
         f"`{config.backbone}` (timm)"
@@ -75,4 +78,5 @@ def summarise_run(model, model_args, data_args, training_args, started, saved_we
         label_transfer=started.label_transfer,
         frozen=started.frozen,
         hub_model_id=training_args.hub_model_id,
+        training_image_size=training_image_size,
     )

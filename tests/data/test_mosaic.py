@@ -92,7 +92,7 @@ def test_the_embedded_dataset_is_in_hub_layout_and_small():
 
     layouts = sorted(layout_split_name(name) for name in HELD_OUT_LAYOUTS)
     assert [f.name.split("-")[0] for f in files] == layouts + ["out_of_layout", "train", "validation"]
-    assert sum(f.stat().st_size for f in files) < 30 * 1024 * 1024
+    assert sum(f.stat().st_size for f in files) < 32 * 1024 * 1024  # 31.0 MiB with ten layouts: a clone stays small
     card = DatasetCard.load(EMBEDDED_DATASET / "README.md")
     assert card.data.license == "mit" and "Fashion-MNIST" in card.text
     dataset = load_dataset(str(EMBEDDED_DATASET))

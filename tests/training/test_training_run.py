@@ -22,7 +22,8 @@ from modeling_q2l.training.main import run
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     output = tmp_path_factory.mktemp("run")
-    report = main(tiny_training_argv(output, "--adaptive_asymmetry", "true", "--ema_decay", "0.99"))
+    # trained at 64 px, evaluated, saved and run at 80 px (as the main job trains at 128 and runs at 160)
+    report = main(tiny_training_argv(output, "--adaptive_asymmetry", "true", "--ema_decay", "0.99", "--inference_image_size", "80", "--extra_eval_split_names", "out_of_layout"))
     return output, report
 
 
@@ -33,7 +34,11 @@ def test_saves_a_hub_ready_folder(trained):
     assert {"modeling_query2label.py", "configuration_query2label.py", "image_processing_query2label.py", "asymmetric_loss.py"} <= names
     config = json.loads((output / "config.json").read_text())
     assert config["id2label"]["0"] == "T-shirt/top" and "AutoModelForImageClassification" in config["auto_map"]
-    assert json.loads((output / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
+    assert json.loads((output / "preprocessor_config.json").read_text())["size"] == {"height": 80, "width": 80}
+    assert config["image_size"] == 80  # the resolution the model runs at; checkpoints keep the training processor's
+    checkpoint = next(output.glob("checkpoint-*"))
+    assert json.loads((checkpoint / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
+    assert json.loads((checkpoint / "config.json").read_text())["image_size"] == 64
 
 
 def test_reports_every_metric_and_sizes(trained):
@@ -53,6 +58,7 @@ def test_model_card_holds_the_measured_results(trained):
     measured = [r for r in card.data.eval_results if r.metric_type == "mAP"]
     assert measured and measured[0].metric_value == pytest.approx(round(100 * report["mAP"], 2))
     assert "embedded Fashion-MNIST mosaic" in card.text
+    assert "at 80 x 80 px" in card.text and "It was trained at 64 x 64 px; its image processor resizes to 80 x 80 px" in card.text
 
 
 def load_script(name: str):
@@ -68,9 +74,10 @@ def load_script(name: str):
 def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     output, report = trained
     evaluate_script, predict_script = load_script("evaluate_model"), load_script("predict")
-    evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--device", "cpu", "--batch_size", "5", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md")])
+    evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--device", "cpu", "--batch_size", "5", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md"), "--extra_eval_split_names", "out_of_layout"])
     evaluated = json.loads((tmp_path / "eval.json").read_text())
-    assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images
+    assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images, same resolution
+    assert evaluated["extra_splits"]["out_of_layout"]["mAP"] == pytest.approx(report["extra_splits"]["out_of_layout"]["mAP"], abs=1e-6)
     assert evaluated["area_thresholds"] == report["area_thresholds"] == [576, 2304]  # the dataset card's convention
     # the threshold metrics at 0.5 and at the thresholds fitted at the end of training, as training reported them
     assert evaluated["label_thresholds"] == pytest.approx(report["label_thresholds"])
@@ -232,6 +239,8 @@ def test_bad_arguments_are_clear(tmp_path):
         main(tiny_training_argv(tmp_path, "--loss", "hinge"))
     with pytest.raises(ValueError, match="No column 'picture'"):
         main(tiny_training_argv(tmp_path, "--image_column_name", "picture"))
+    with pytest.raises(ValueError, match="--inference_image_size must be at least 32 pixels"):
+        main(tiny_training_argv(tmp_path, "--inference_image_size", "16"))
     with pytest.raises(ValueError, match="Cannot load dataset"):
         main(tiny_training_argv(tmp_path, "--dataset_name", "no-such-org/no-such-dataset"))
 
