@@ -232,6 +232,9 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     # forward takes `num_items_in_batch`, so the Trainer's gradient accumulation divides the loss exactly
     accepts_loss_kwargs = True
+    # a backbone trained with frozen stages saves them as frozen BatchNorm, without this counter (used only by
+    # BatchNorm with momentum=None): loading such weights is complete, not "newly initialized"
+    _keys_to_ignore_on_load_missing = [r"\.num_batches_tracked$"]
 
     def _init_weights(self, module: nn.Module):
         # The official transformer init (DETR): xavier-uniform matrices. timm and transformers backbones are

@@ -85,7 +85,7 @@ def test_the_baseline_head_transfers_too(tmp_path):
     assert torch.equal(model.classifier.weight[TARGET.index("cat")], source.classifier.weight[SOURCE.index("cat")])
 
 
-def test_freezing_the_backbone_and_its_first_stages():
+def test_freezing_the_backbone_and_its_first_stages(tmp_path):
     model = Query2LabelForMultiLabelClassification(tiny_config())
     groups = model.get_backbone().stage_groups()
     assert len(groups) == 5 and groups[0][0].startswith("conv1")  # stem, layer1..layer4 of timm's test_resnet
@@ -97,6 +97,11 @@ def test_freezing_the_backbone_and_its_first_stages():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.model.backbone.model.layer2.modules())
     with pytest.raises(ValueError, match="lie in 0..4"):
         Query2LabelForMultiLabelClassification(tiny_config()).freeze_backbone(stages=5)
+    # saved with frozen stages (no BatchNorm counters there), it loads complete: no "newly initialized" report
+    model.save_pretrained(tmp_path / "frozen")
+    loaded, loading = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path / "frozen", output_loading_info=True)
+    assert not loading["missing_keys"] and not loading["unexpected_keys"]
+    assert all(torch.equal(loaded.state_dict()[key], value) for key, value in model.state_dict().items())
 
     head_only = Query2LabelForMultiLabelClassification(tiny_config())
     head_only.freeze_backbone()
