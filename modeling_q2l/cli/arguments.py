@@ -485,7 +485,7 @@ EMBEDDED_MAIN_JOB_DEFAULTS = {
     "localization_split_name": "out_of_layout",
     "layout_randomization": 0.6,
     "frozen_backbone_stages": 3,
-    "num_train_epochs": 11,
+    "num_train_epochs": 10,
     "inference_image_size": 160,
 }
 
