@@ -312,7 +312,7 @@ def _resolution_sentence(summary: TrainingSummary, image_size: int) -> str:
         return ""
     return (
         f" It was trained at {trained} x {trained} px; its image processor resizes to {image_size} x {image_size} px, "
-        "where it was evaluated (the trained model sees its objects larger there)."
+        f"where it was evaluated (the trained model sees its objects {'larger' if image_size > trained else 'smaller'} there)."
     )
 
 

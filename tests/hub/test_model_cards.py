@@ -70,3 +70,20 @@ def test_variant_cards_are_up_to_date(tmp_path):
     for path in tmp_path.glob("*.md"):
         assert path.read_text() == (CARDS / path.name).read_text(), f"{path.name}: run scripts/generate_model_cards.py"
 
+
+
+def test_a_card_says_when_the_model_runs_at_another_resolution_than_it_trained_at():
+    import dataclasses
+
+    from modeling_q2l.hub.model_card import TrainingSummary, _resolution_sentence
+
+    summary = TrainingSummary(
+        dataset_name="data", eval_split_name="validation", is_embedded_demo=False, backbone="`test_resnet` (timm)",
+        schedule="1 epoch", loss="asl", augmentation="none", ema="no EMA", backbone_weights="random", base_model=None,
+        saved_weights="regular",
+    )  # fmt: skip
+    assert _resolution_sentence(summary, 160) == ""  # nothing said when the run did not change it
+    assert _resolution_sentence(dataclasses.replace(summary, training_image_size=160), 160) == ""
+    larger = _resolution_sentence(dataclasses.replace(summary, training_image_size=128), 160)
+    assert "trained at 128 x 128 px; its image processor resizes to 160 x 160 px" in larger and "objects larger" in larger
+    assert "objects smaller" in _resolution_sentence(dataclasses.replace(summary, training_image_size=448), 384)
