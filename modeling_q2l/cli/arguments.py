@@ -223,6 +223,10 @@ class EvaluationArguments:
     model: str = field(metadata={"help": "Saved model folder or Hub id."})
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "Evaluate at this square resolution instead of the saved image processor's, e.g. to choose a model's --inference_image_size (the folder is not changed)."},
+    )
     threshold: float = field(
         default=0.5, metadata={"help": "One threshold for the CP/CR/OP/OR metrics (also reported at the model's per-label thresholds)."}
     )

@@ -46,6 +46,16 @@ def cutout(probability: float):
     return v2.RandomErasing(p=probability, scale=(0.02, 0.2), ratio=(0.5, 2.0), value=0)
 
 
+def processor_at_size(processor, size: int | None, option: str = "--inference_image_size"):
+    """`processor` resizing to a `size` x `size` square instead (None: `processor` itself): the resolution a trained
+    model is evaluated, saved and run at. `option` names the setting in the error for a size too small."""
+    if size is None or (processor.size.height, processor.size.width) == (size, size):
+        return processor
+    if size < 32:
+        raise ValueError(f"{option} must be at least 32 pixels (the backbone's stride), got {size}.")
+    return type(processor).from_dict({**processor.to_dict(), "size": {"height": size, "width": size}})
+
+
 def pixel_values(processor, image) -> torch.Tensor:
     """`(3, height, width)` model input of one image through the image processor."""
     return processor(images=image, return_tensors="pt")["pixel_values"][0]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_split
-from ..data.transforms import MultiLabelImageDataset, collate_multilabel
+from ..data.transforms import MultiLabelImageDataset, collate_multilabel, processor_at_size
 from .attention_maps import LocalizationCounts, add_image, label_attention_maps, localization_summary, upsample_maps
 from .final_report import FinalReportRequest, final_report
 from .predict import load_classifier
@@ -111,7 +111,13 @@ def run_evaluation(args, data_args) -> dict:
     """Evaluate `args.model` on the split `data_args` names (`--eval_split_name`, alias `--split`) through the final
     report step that training uses; optionally refit and save the per-label thresholds, measure localisation and
     write the plots. `args` is an `EvaluationArguments`, `data_args` the shared `DataArguments`."""
+    if args.image_size is not None and args.fit_thresholds:
+        raise ValueError(
+            "--fit_thresholds saves thresholds into the model folder, whose image processor keeps its own size: drop "
+            "--image_size to fit them, or evaluate at --image_size without --fit_thresholds."
+        )
     model, processor = load_classifier(args.model, args.device)
+    processor = processor_at_size(processor, args.image_size, "--image_size")
     model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dataset = load_split(data_args)
     preparer = SplitPreparer.for_dataset(data_args, dataset)
@@ -130,7 +136,7 @@ def run_evaluation(args, data_args) -> dict:
     report, _ = final_report(model, processor, split, preparer, predict, request)
     if args.fit_thresholds:
         save_label_thresholds(args.model, model.config.label_thresholds)
-    report.update({"model": args.model, "dataset": dataset_description(data_args), "eval_split": data_args.eval_split_name})
+    report.update({"model": args.model, "dataset": dataset_description(data_args), "eval_split": data_args.eval_split_name, "image_size": processor.size.height})
     if args.fit_thresholds:
         report["label_thresholds_fitted_on"] = f"{report['dataset']} ({data_args.eval_split_name} split)"
     if args.plots:

@@ -11,7 +11,7 @@ from pathlib import Path
 from transformers import set_seed
 
 from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_streaming_splits, load_training_splits
-from ..data.transforms import MultiLabelImageDataset, collate_multilabel
+from ..data.transforms import MultiLabelImageDataset, collate_multilabel, processor_at_size
 from ..evaluation.final_report import FinalReportRequest, final_report
 from ..evaluation.metrics import sigmoid_scores
 from ..evaluation.report import area_thresholds_for, report_to_markdown
@@ -20,7 +20,7 @@ from ..zoo.backbone_weights import image_processor_for_backbone
 from .data_setup import training_datasets
 from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
-from .model_setup import build_model, processor_at
+from .model_setup import build_model
 from .push import push_outputs, take_over_push
 from .resume import checkpoint_to_resume
 from .runtime import configure_cpu_threads, configure_logging
@@ -52,7 +52,7 @@ def run(model_args, data_args, training_args):
 
     starting = build_model(model_args, preparer.encoder.names)
     processor = image_processor_for_backbone(starting.model.config)  # at the training resolution
-    inference_processor = processor_at(processor, model_args.inference_image_size)
+    inference_processor = processor_at_size(processor, model_args.inference_image_size)
     train_dataset, eval_dataset = training_datasets(
         train_raw if streaming else train_split, eval_split, preparer, processor, starting.model.config.image_size,
         training_args, streaming, inference_processor,

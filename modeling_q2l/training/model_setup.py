@@ -30,16 +30,6 @@ def loss_settings(loss: str, gamma_neg: float, gamma_pos: float, clip: float, fo
     raise ValueError(f"--loss must be asl, focal or bce, got {loss!r}.")
 
 
-def processor_at(processor, size: int | None):
-    """`processor` resizing to a `size` x `size` square instead (None: `processor` itself): the resolution a trained
-    model is evaluated, saved and run at (`--inference_image_size`)."""
-    if size is None or (processor.size.height, processor.size.width) == (size, size):
-        return processor
-    if size < 32:
-        raise ValueError(f"--inference_image_size must be at least 32 pixels (the backbone's stride), got {size}.")
-    return type(processor).from_dict({**processor.to_dict(), "size": {"height": size, "width": size}})
-
-
 def read_label_mapping(spec: str | dict | None) -> dict[str, str]:
     """A mapping {new label: source label} from a dict, a JSON string or a JSON file."""
     if spec is None or isinstance(spec, dict):

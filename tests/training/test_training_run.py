@@ -78,6 +78,16 @@ def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images, same resolution
     assert evaluated["extra_splits"]["out_of_layout"]["mAP"] == pytest.approx(report["extra_splits"]["out_of_layout"]["mAP"], abs=1e-6)
+    assert evaluated["image_size"] == 80
+    # --image_size evaluates at another resolution (the training one here) and leaves the folder as it was
+    saved_processor = (output / "preprocessor_config.json").read_text()
+    at_64 = evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--image_size", "64"])
+    assert at_64["image_size"] == 64 and at_64["mAP"] != pytest.approx(report["mAP"], abs=1e-6)
+    assert (output / "preprocessor_config.json").read_text() == saved_processor
+    with pytest.raises(ValueError, match="drop --image_size to fit them"):
+        evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--image_size", "64", "--fit_thresholds", "true"])
+    with pytest.raises(ValueError, match="--image_size must be at least 32 pixels"):
+        evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--image_size", "8"])
     assert evaluated["area_thresholds"] == report["area_thresholds"] == [576, 2304]  # the dataset card's convention
     # the threshold metrics at 0.5 and at the thresholds fitted at the end of training, as training reported them
     assert evaluated["label_thresholds"] == pytest.approx(report["label_thresholds"])
