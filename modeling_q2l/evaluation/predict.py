@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from ..data.loading import default_loader_workers, open_image
+from ..saved_models import saved_model_errors
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ def load_classifier(model_path: str, device: str | None = None):
     """Model (eval mode, on `device`) and image processor of a saved folder or Hub id."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(model_path, trust_remote_code=True).eval()
-    processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)
+    with saved_model_errors(model_path):
+        model = AutoModelForImageClassification.from_pretrained(model_path, trust_remote_code=True).eval()
+        processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)
     return model.to(device or default_device()), processor
 
 

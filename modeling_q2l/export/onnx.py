@@ -126,7 +126,10 @@ def export_saved_model(model_dir, output_path=None, opset: int = 18, tolerance: 
     PyTorch with onnxruntime at several batch sizes and resolutions; returns the path and the largest difference."""
     from transformers import AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    from ..saved_models import saved_model_errors
+
+    with saved_model_errors(model_dir):
+        model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     output_path = Path(output_path) if output_path else Path(model_dir) / ONNX_FILE
     export_onnx(model, output_path, model.config.image_size, opset)
     worst = check_onnx_parity(model, output_path, parity_shapes(model.config.image_size), tolerance)

@@ -16,6 +16,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, get_token
 
 from ..model.configuration_query2label import QUERY2LABEL_AUTO_MAP
+from ..saved_models import saved_model_errors
 from .model_card import CardContent, add_comparison, render_card, replace_measured_results, variant_card
 from .remote_code_check import check_folder_without_package
 from .space import write_space
@@ -54,6 +55,12 @@ def _weight_files(model_dir: Path) -> list[Path]:
         legacy = [p.name for p in model_dir.glob("*.bin")]
         hint = f" (found {legacy}: load and save_pretrained it again to get safetensors)" if legacy else ""
         raise PublishError(f"No safetensors weights in {model_dir}{hint}.")
+    from safetensors import safe_open
+
+    for path in files:  # a file cut short by an interrupted save or copy fails here, before anything is written
+        if path.suffix == ".safetensors":
+            with saved_model_errors(model_dir), safe_open(path, framework="pt"):
+                pass
     return files
 
 
@@ -158,7 +165,11 @@ def assemble_repository(args, output_dir: Path) -> Path:
         card = add_comparison(card, own, _read_json(Path(args.baseline_results), "The baseline results"), args.baseline_name)
     card.save(output_dir / "README.md")
     validate_card(output_dir / "README.md")
-    check_folder_without_package(output_dir)
+    try:
+        check_folder_without_package(output_dir)
+    except RuntimeError as error:  # the subprocess's traceback ends in the reason
+        reason = [line for line in str(error).splitlines() if line.strip()][-1]
+        raise PublishError(f"The assembled folder {output_dir} does not load in a Python process without this package: {reason}") from None
     return output_dir
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model import Query2LabelConfig, model_class_for
+from ..saved_models import saved_model_errors
 from ..zoo.backbone_weights import BackboneWeights, load_pretrained_backbone
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,10 @@ def load_with_labels(model_name_or_path: str, labels: list[str], label_mapping: 
     """A saved or published Query2Label model adapted to `labels`; returns (model, {"source", "matched", "new",
     "dropped"}). Every weight that is not label-specific is loaded as it is; `config_overrides` (e.g. the loss
     settings) go through the config's constructor. See `Query2LabelPreTrainedModel.set_labels`."""
-    config_dict, _ = Query2LabelConfig.get_config_dict(model_name_or_path)
-    config = Query2LabelConfig.from_dict({**config_dict, **(config_overrides or {})})
-    model = model_class_for(config).from_pretrained(model_name_or_path, config=config)
+    with saved_model_errors(model_name_or_path):
+        config_dict, _ = Query2LabelConfig.get_config_dict(model_name_or_path)
+        config = Query2LabelConfig.from_dict({**config_dict, **(config_overrides or {})})
+        model = model_class_for(config).from_pretrained(model_name_or_path, config=config)
     try:
         transfer = model.set_labels(labels, read_label_mapping(label_mapping))
     except ValueError as error:

@@ -14,6 +14,7 @@ import fnmatch
 from pathlib import Path
 
 from ..model import Query2LabelImageProcessor, model_class_for
+from ..saved_models import saved_model_errors
 from .pretrained import PRETRAINED, get_pretrained_facts, normalisation
 from .variants import VARIANTS, get_variant, variant_config
 
@@ -66,7 +67,8 @@ def _convert_official(name: str, checkpoint: str, official_config: str | None, o
 def _load_saved(name: str, source: str, overrides: dict):
     from ..model import Query2LabelConfig
 
-    config = Query2LabelConfig.from_pretrained(source, **overrides)
+    with saved_model_errors(source):
+        config = Query2LabelConfig.from_pretrained(source, **overrides)
     expected = variant_config(name)
     if (config.backbone, config.hidden_size) != (expected.backbone, expected.hidden_size):
         raise ValueError(
@@ -74,7 +76,8 @@ def _load_saved(name: str, source: str, overrides: dict):
             f"{config.hidden_size}, not {name} ({expected.backbone or expected.backbone_config.model_type}, hidden size "
             f"{expected.hidden_size})."
         )
-    return model_class_for(config).from_pretrained(source, config=config)
+    with saved_model_errors(source):
+        return model_class_for(config).from_pretrained(source, config=config)
 
 
 def create_model_and_processor(name: str, pretrained: bool | str = False, **kwargs):

@@ -1,0 +1,48 @@
+"""Reading a saved model (a local folder or a Hub id) with errors a user can act on.
+
+transformers reports a damaged model folder with the exception of whichever library met the damage first: a
+`SafetensorError` for weights cut short by an interrupted save, copy or download, an `OSError` for a missing file or a
+config that is not JSON, a `RuntimeError` for weights that do not fit the config. Every command that loads a saved
+model (prediction, evaluation, attention figures, ONNX export, publishing, fine-tuning, the demo app) loads it inside
+`saved_model_errors`, which turns those into one `ValueError` naming the model, the problem and the fix; the
+command-line entry points print it as one line.
+"""
+
+from contextlib import contextmanager
+from pathlib import Path
+
+SAVE_AGAIN = (
+    "save the model again with save_pretrained (a training run's output folder and each of its checkpoint-* folders "
+    "hold a whole copy), or copy or download it again"
+)
+
+
+def describe_source(source) -> str:
+    return f"the model folder {source}" if Path(str(source)).is_dir() else f"the model {source!r}"
+
+
+@contextmanager
+def saved_model_errors(source):
+    """Run the loading of the saved model `source`; a damaged or missing model ends in a `ValueError` that says
+    what is wrong and how to mend it (`ValueError`s of the loading code itself pass unchanged)."""
+    from safetensors import SafetensorError
+
+    where = describe_source(source)
+    try:
+        yield
+    except SafetensorError as error:
+        raise ValueError(f"The weights of {where} cannot be read ({error}): the file is cut short or damaged; {SAVE_AGAIN}.") from None
+    except OSError as error:
+        local = Path(str(source)).is_dir()
+        fix = (
+            "a saved model folder holds config.json, model.safetensors and preprocessor_config.json as save_pretrained "
+            f"writes them; {SAVE_AGAIN}" if local else "check the Hub id, or pass a local folder (this machine may have no network)"
+        )  # fmt: skip
+        raise ValueError(f"Cannot load {where}: {' '.join(str(error).split())} ({fix}).") from None
+    except RuntimeError as error:
+        if "mismatched" not in str(error) and "size mismatch" not in str(error):
+            raise
+        raise ValueError(
+            f"The weights of {where} do not fit its config.json (the tensors are listed above): the config was edited "
+            "or belongs to other weights; put back the config.json saved with these weights."
+        ) from None
