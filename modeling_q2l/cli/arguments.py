@@ -55,6 +55,10 @@ class ModelArguments:
         default=True,
         metadata={"help": "Add the later stages (projected, upsampled) onto the grid --min_feature_grid chose, or with two --backbone_kwargs out_indices (config.fuse_feature_levels); false: that stage alone."},
     )
+    feature_fusion_channels: int | None = field(
+        default=None,
+        metadata={"help": "With --fuse_feature_levels: project every level (the finest too) to this many channels and add them there, as a feature pyramid does (config.feature_fusion_channels); default: add the coarser levels in the finest level's own channels."},
+    )
     classifier_head: str = field(
         default="query2label", metadata={"help": "query2label, or global_average_pooling for the baseline."}
     )
@@ -491,6 +495,7 @@ EMBEDDED_MAIN_JOB_DEFAULTS = {
     "frozen_backbone_stages": 3,
     "num_train_epochs": 10,
     "inference_image_size": 160,
+    "feature_fusion_channels": 256,
 }
 
 

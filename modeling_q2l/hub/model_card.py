@@ -336,9 +336,10 @@ def _feature_map_words(config) -> str:
     """Which feature map the label queries attend to, from the config's `backbone_kwargs`."""
     chosen = list((config.backbone_kwargs or {}).get("out_indices") or [])
     if config.fuse_feature_levels and len(chosen) > 1:
+        width = f", every level projected to {config.feature_fusion_channels} channels first" if getattr(config, "feature_fusion_channels", None) else ""
         return (
             f"stage-{chosen[0]} feature grid with stage {', '.join(map(str, chosen[1:]))} projected, upsampled and added "
-            "onto it (`fuse_feature_levels`): a denser grid than the last stage's that keeps its features"
+            f"onto it (`fuse_feature_levels`{width}): a denser grid than the last stage's that keeps its features"
         )
     if chosen and chosen != [-1]:
         return f"feature map of stage {chosen[-1]} (`backbone_kwargs` `out_indices` {chosen}), a denser grid than its last stage's"

@@ -84,6 +84,12 @@ class Query2LabelConfig(PreTrainedConfig):
             the finest level's channels (initialised to zero, so training starts from the finest level alone) and is
             upsampled (nearest) to its grid. The queries then attend to a dense grid (their maps can point at small
             objects) that still carries the deepest stage's features. `False` uses the last listed level only.
+        feature_fusion_channels (`int`, *optional*):
+            With `fuse_feature_levels`: the channels the levels are added in. `None` keeps the finest level's own
+            channels (above). A number projects every level, the finest included, to that many channels by a 1x1
+            convolution of its own (the coarser ones still initialised to zero) before adding them, as a feature
+            pyramid does: the deeper stages then reach the transformer without passing through the finest level's
+            few channels (an EfficientNet-Lite0's stride-16 stage has 112, its last stage 320).
         freeze_backbone_batch_norm (`bool`, *optional*, defaults to `False`):
             Replace the backbone's BatchNorm layers by frozen ones (fixed statistics and affine parameters), as the
             official ResNet backbones do.
@@ -199,6 +205,7 @@ class Query2LabelConfig(PreTrainedConfig):
     backbone_hidden_act: str | None = None
     backbone_output_layer_norm: bool = False
     fuse_feature_levels: bool = False
+    feature_fusion_channels: int | None = None
     freeze_backbone_batch_norm: bool = False
     frozen_backbone_modules: list | None = None
     num_channels: int = 3

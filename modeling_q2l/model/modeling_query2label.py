@@ -358,7 +358,7 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
             if self.is_timm
             else config.backbone_config.model_type in _CONVOLUTIONAL_TRANSFORMERS_BACKBONES
         )
-        self.level_fusion = None
+        self.level_fusion = self.finest_level_projection = None
         if config.fuse_feature_levels:
             levels = self.model.feature_info.channels() if self.is_timm and not self.uses_forward_features and not self.channels_last else []
             if len(levels) < 2:
@@ -366,9 +366,12 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
                     "fuse_feature_levels needs a timm feature backbone with two or more `out_indices` in "
                     f"backbone_kwargs (e.g. {{\"out_indices\": [3, 4]}}), got backbone_kwargs={config.backbone_kwargs}."
                 )
-            # (batch, coarser channels, h, w) -> (batch, finest channels, h, w), added onto the finest grid
-            self.level_fusion = nn.ModuleList(nn.Conv2d(channels, levels[0], kernel_size=1) for channels in levels[1:])
-            self.num_features = levels[0]
+            # (batch, coarser channels, h, w) -> (batch, fusion channels, h, w), added onto the finest grid
+            width = config.feature_fusion_channels or levels[0]
+            self.level_fusion = nn.ModuleList(nn.Conv2d(channels, width, kernel_size=1) for channels in levels[1:])
+            if config.feature_fusion_channels:  # the finest level projected too: (batch, finest, h, w) -> (batch, width, h, w)
+                self.finest_level_projection = nn.Conv2d(levels[0], width, kernel_size=1)
+            self.num_features = width
         self.output_norm = nn.LayerNorm(self.num_features) if config.backbone_output_layer_norm else None
         if config.freeze_backbone_batch_norm:
             from timm.layers import freeze_batch_norm_2d
@@ -439,7 +442,7 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
 
     def fuse_levels(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """The finest feature map `(batch, channels, h, w)` with each coarser one projected and upsampled onto it."""
-        features = levels[0]
+        features = levels[0] if self.finest_level_projection is None else self.finest_level_projection(levels[0])
         for conv, coarser in zip(self.level_fusion, levels[1:]):
             features = features + nn.functional.interpolate(conv(coarser), size=features.shape[-2:], mode="nearest")
         return features

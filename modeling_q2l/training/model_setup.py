@@ -121,10 +121,17 @@ def build_model(model_args, label_names: list[str]) -> StartingModel:
             model_args.backbone, given, model_args.image_size, model_args.min_feature_grid, model_args.fuse_feature_levels
         )
         fuse = model_args.fuse_feature_levels and len((backbone_kwargs or {}).get("out_indices") or []) > 1
+        if model_args.feature_fusion_channels and not fuse:
+            raise ValueError(
+                f"--feature_fusion_channels sets the width of fused feature levels, but this run's queries attend to one "
+                f"level (backbone_kwargs {backbone_kwargs}): drop the option, or fuse levels (--fuse_feature_levels with "
+                "a --min_feature_grid that picks an earlier stage, or two --backbone_kwargs out_indices)."
+            )
         config = Query2LabelConfig(
             **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
             backbone_kwargs=backbone_kwargs,
             fuse_feature_levels=fuse,
+            feature_fusion_channels=model_args.feature_fusion_channels,
             use_input_projection=True,
             attention_dropout=model_args.dropout,
             id2label=dict(enumerate(label_names)),

@@ -113,8 +113,8 @@ def test_setup_reads_the_packages_one_version():
 
 def test_the_main_jobs_defaults_are_the_recipe_the_readme_reports():
     """`scripts/train.py` with no arguments: 10 epochs, backbone stem and first three stages frozen, layout
-    randomisation 0.6, object recomposition off, trained at 128 px and evaluated and saved at 160 px, every
-    held-out layout evaluated, localisation on out_of_layout."""
+    randomisation 0.6, object recomposition off, trained at 128 px and evaluated and saved at 160 px, the feature
+    levels added at the transformer's width (256), every held-out layout evaluated, localisation on out_of_layout."""
     from modeling_q2l.cli.arguments import EMBEDDED_MAIN_JOB_DEFAULTS, parse_training_arguments
     from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
 
@@ -123,4 +123,5 @@ def test_the_main_jobs_defaults_are_the_recipe_the_readme_reports():
     assert training_args.layout_randomization == 0.6 and training_args.object_recomposition == 0.0
     assert data_args.extra_eval_split_names == ["out_of_layout", *(f"layout_{name}" for name in HELD_OUT_LAYOUTS)]
     assert model_args.image_size == 128 and model_args.inference_image_size == 160
+    assert model_args.fuse_feature_levels and model_args.feature_fusion_channels == 256 == model_args.hidden_size
     assert data_args.localization_split_name == "out_of_layout" and len(HELD_OUT_LAYOUTS) == 10

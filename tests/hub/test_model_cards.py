@@ -87,3 +87,15 @@ def test_a_card_says_when_the_model_runs_at_another_resolution_than_it_trained_a
     larger = _resolution_sentence(dataclasses.replace(summary, training_image_size=128), 160)
     assert "trained at 128 x 128 px; its image processor resizes to 160 x 160 px" in larger and "objects larger" in larger
     assert "objects smaller" in _resolution_sentence(dataclasses.replace(summary, training_image_size=448), 384)
+
+
+def test_the_card_names_the_fused_grid_and_its_width():
+    from helpers import tiny_config
+
+    from modeling_q2l.hub.model_card import _feature_map_words
+
+    fused = tiny_config(backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True)
+    assert _feature_map_words(fused).startswith("stage-2 feature grid with stage 4 projected, upsampled and added onto it (`fuse_feature_levels`)")
+    wide = tiny_config(backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True, feature_fusion_channels=256)
+    assert "(`fuse_feature_levels`, every level projected to 256 channels first)" in _feature_map_words(wide)
+    assert _feature_map_words(tiny_config()) == "last feature map"

@@ -154,3 +154,30 @@ def test_fused_feature_levels_give_a_dense_grid_that_carries_the_last_stage(tmp_
         torch.testing.assert_close(loaded(pixels).logits, expected)
     with pytest.raises(ValueError, match="fuse_feature_levels needs a timm feature backbone with two or more"):
         Query2LabelForMultiLabelClassification(tiny_config(fuse_feature_levels=True))
+
+
+def test_fusion_at_a_width_of_its_own_projects_every_level_there(tmp_path):
+    """`feature_fusion_channels`: every level, the finest too, goes through a 1x1 convolution of its own to that
+    width before they are added (a feature pyramid's sum), so the transformer sees that many channels; the coarser
+    projections still start at zero; saved and loaded with the model."""
+    from modeling_q2l import Query2LabelForMultiLabelClassification
+
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=7, backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True, feature_fusion_channels=40)
+    model = Query2LabelForMultiLabelClassification(config).eval()
+    backbone = model.get_backbone()
+    assert backbone.num_features == 40 and model.model.input_projection.in_channels == 40
+    assert [conv.out_channels for conv in backbone.level_fusion] == [40] and not backbone.level_fusion[0].weight.any()
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        finest, coarsest = backbone.model(pixels)
+        torch.testing.assert_close(backbone(pixels), backbone.finest_level_projection(finest))  # coarser at zero
+        torch.nn.init.normal_(backbone.level_fusion[0].weight, std=0.1)
+        upsampled = torch.nn.functional.interpolate(backbone.level_fusion[0](coarsest), size=finest.shape[-2:], mode="nearest")
+        torch.testing.assert_close(backbone(pixels), backbone.finest_level_projection(finest) + upsampled)
+        expected = model(pixels).logits
+    model.save_pretrained(tmp_path)
+    loaded = Query2LabelForMultiLabelClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.feature_fusion_channels == 40
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels).logits, expected)

@@ -34,6 +34,10 @@ def test_the_main_jobs_model_attends_to_the_fused_dense_grid():
     assert config.backbone_kwargs == {"out_indices": [3, 4]} and config.fuse_feature_levels and config.encoder_layers == 0
     alone = build_model(ModelArguments(backbone_weights="none", fuse_feature_levels=False), ["a", "b"]).model.config
     assert alone.backbone_kwargs == {"out_indices": [3]} and not alone.fuse_feature_levels
+    wide = build_model(ModelArguments(backbone_weights="none", feature_fusion_channels=256), ["a", "b"]).model
+    assert wide.config.feature_fusion_channels == 256 and wide.get_backbone().num_features == 256
+    with pytest.raises(ValueError, match="--feature_fusion_channels sets the width of fused feature levels, but this run's queries attend to one level"):
+        build_model(ModelArguments(backbone_weights="none", fuse_feature_levels=False, feature_fusion_channels=256), ["a", "b"])
 
 
 def test_the_chosen_stage_gives_the_promised_grid():
