@@ -50,12 +50,12 @@ def test_tf_same_padding_backbone_exports_with_dynamic_resolution(tmp_path):
 
 
 def test_fused_feature_levels_export_at_odd_sizes(tmp_path):
-    """The main job's dense grid (a stride-16 level with the stride-32 one upsampled onto it) exports and matches,
-    also where the coarse grid is not half the fine one."""
+    """The main job's dense grid (a stride-16 level with the stride-32 one upsampled onto it, both projected to a
+    width of their own) exports and matches, also where the coarse grid is not half the fine one."""
     from modeling_q2l.export.onnx import check_onnx_parity, export_onnx
 
     torch.manual_seed(0)
-    config = tiny_config(num_labels=7, backbone_kwargs={"out_indices": [3, 4]}, fuse_feature_levels=True, encoder_layers=0)
+    config = tiny_config(num_labels=7, backbone_kwargs={"out_indices": [3, 4]}, fuse_feature_levels=True, feature_fusion_channels=48, encoder_layers=0)
     model = Query2LabelForMultiLabelClassification(config).eval()
     for conv in model.get_backbone().level_fusion:
         torch.nn.init.normal_(conv.weight, std=0.1)

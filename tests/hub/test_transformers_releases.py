@@ -24,7 +24,7 @@ def folder_and_images(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"folder-{request.param}")
     labels = dict(id2label=dict(enumerate(FASHION_NAMES)), label2id={n: i for i, n in enumerate(FASHION_NAMES)}, label_thresholds=[0.45] * 10)
     if request.param == "timm":
-        config = tiny_config(num_labels=10, backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True, encoder_layers=0, **labels)
+        config = tiny_config(num_labels=10, backbone_kwargs={"out_indices": [2, 4]}, fuse_feature_levels=True, feature_fusion_channels=48, encoder_layers=0, **labels)
     else:
         config = transformers_config(num_labels=10, **labels)
     torch.manual_seed(0)
