@@ -493,7 +493,7 @@ EMBEDDED_MAIN_JOB_DEFAULTS = {
     "localization_split_name": "out_of_layout",
     "layout_randomization": 0.6,
     "frozen_backbone_stages": 3,
-    "num_train_epochs": 10,
+    "num_train_epochs": 9,
     "inference_image_size": 160,
     "feature_fusion_channels": 256,
 }

@@ -112,14 +112,14 @@ def test_setup_reads_the_packages_one_version():
 
 
 def test_the_main_jobs_defaults_are_the_recipe_the_readme_reports():
-    """`scripts/train.py` with no arguments: 10 epochs, backbone stem and first three stages frozen, layout
+    """`scripts/train.py` with no arguments: 9 epochs, backbone stem and first three stages frozen, layout
     randomisation 0.6, object recomposition off, trained at 128 px and evaluated and saved at 160 px, the feature
     levels added at the transformer's width (256), every held-out layout evaluated, localisation on out_of_layout."""
     from modeling_q2l.cli.arguments import EMBEDDED_MAIN_JOB_DEFAULTS, parse_training_arguments
     from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
 
     model_args, data_args, training_args = parse_training_arguments([], defaults={"dataset_name": "data", **EMBEDDED_MAIN_JOB_DEFAULTS})
-    assert model_args.frozen_backbone_stages == 3 and training_args.num_train_epochs == 10
+    assert model_args.frozen_backbone_stages == 3 and training_args.num_train_epochs == 9
     assert training_args.layout_randomization == 0.6 and training_args.object_recomposition == 0.0
     assert data_args.extra_eval_split_names == ["out_of_layout", *(f"layout_{name}" for name in HELD_OUT_LAYOUTS)]
     assert model_args.image_size == 128 and model_args.inference_image_size == 160
