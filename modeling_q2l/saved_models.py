@@ -21,6 +21,23 @@ def describe_source(source) -> str:
     return f"the model folder {source}" if Path(str(source)).is_dir() else f"the model {source!r}"
 
 
+def safetensors_error(path) -> str | None:
+    """Why the safetensors file `path` cannot be read (cut short by an interrupted save or copy, empty, a damaged
+    header), in the safetensors library's words, from its own check of the header against the file; None when it
+    reads."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            return None
+    except SafetensorError as error:
+        return str(error)
+
+
+def unreadable_weights(source, error: str) -> ValueError:
+    return ValueError(f"The weights of {describe_source(source)} cannot be read ({error}): the file is cut short or damaged; {SAVE_AGAIN}.")
+
+
 @contextmanager
 def saved_model_errors(source):
     """Run the loading of the saved model `source`; a damaged or missing model ends in a `ValueError` that says
@@ -31,7 +48,7 @@ def saved_model_errors(source):
     try:
         yield
     except SafetensorError as error:
-        raise ValueError(f"The weights of {where} cannot be read ({error}): the file is cut short or damaged; {SAVE_AGAIN}.") from None
+        raise unreadable_weights(source, str(error)) from None
     except OSError as error:
         local = Path(str(source)).is_dir()
         fix = (

@@ -16,7 +16,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, get_token
 
 from ..model.configuration_query2label import QUERY2LABEL_AUTO_MAP
-from ..saved_models import saved_model_errors
+from ..saved_models import safetensors_error, unreadable_weights
 from .model_card import CardContent, add_comparison, render_card, replace_measured_results, variant_card
 from .remote_code_check import check_folder_without_package
 from .space import write_space
@@ -55,12 +55,10 @@ def _weight_files(model_dir: Path) -> list[Path]:
         legacy = [p.name for p in model_dir.glob("*.bin")]
         hint = f" (found {legacy}: load and save_pretrained it again to get safetensors)" if legacy else ""
         raise PublishError(f"No safetensors weights in {model_dir}{hint}.")
-    from safetensors import safe_open
-
     for path in files:  # a file cut short by an interrupted save or copy fails here, before anything is written
-        if path.suffix == ".safetensors":
-            with saved_model_errors(model_dir), safe_open(path, framework="pt"):
-                pass
+        error = safetensors_error(path) if path.suffix == ".safetensors" else None
+        if error:
+            raise unreadable_weights(model_dir, f"{path.name}: {error}")
     return files
 
 

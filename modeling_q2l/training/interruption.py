@@ -15,32 +15,15 @@ import logging
 import os
 import shutil
 import signal
-import struct
 import threading
 import zipfile
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..saved_models import safetensors_error
+
 logger = logging.getLogger(__name__)
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    """The header of a safetensors file names every tensor's byte range: the file must hold all of them."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        raw = handle.read(8)
-        if len(raw) < 8:
-            return f"{path.name} is empty or cut short"
-        (header_size,) = struct.unpack("<Q", raw)
-        if 8 + header_size > size:
-            return f"{path.name} is cut short (its header is incomplete)"
-        try:
-            header = json.loads(handle.read(header_size))
-        except ValueError:
-            return f"{path.name} has an unreadable header"
-    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    return None if 8 + header_size + end <= size else f"{path.name} is cut short ({size} of {8 + header_size + end} bytes)"
 
 
 def checkpoint_problem(folder: str | Path) -> str | None:
@@ -59,9 +42,9 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     if not any(path.name.startswith(("model", "pytorch_model")) for path in weights):
         return "it holds no model weights"
     for path in folder.glob("*.safetensors"):
-        problem = _safetensors_problem(path)
-        if problem:
-            return problem
+        error = safetensors_error(path)
+        if error:
+            return f"{path.name} is cut short or damaged ({error})"
     for path in folder.glob("*.pt*"):  # torch.save writes zip archives, whose index is at the end
         if path.is_file() and not zipfile.is_zipfile(path):
             return f"{path.name} is cut short"
