@@ -33,6 +33,16 @@ def tiny_config(**overrides) -> Query2LabelConfig:
     return Query2LabelConfig(**kwargs)
 
 
+def save_model_folder(folder, config: Query2LabelConfig | None = None):
+    """A saved model folder as a training run leaves it: the classifier of `config` (default `tiny_config()`) and a
+    64-px image processor. Returns `folder`."""
+    from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+
+    Query2LabelForMultiLabelClassification(config or tiny_config()).save_pretrained(folder)
+    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
 def grouped_model(num_labels=23, label_groups=5):
     """A tiny model decoding its labels in groups (`label_groups`), in eval mode."""
     from modeling_q2l import Query2LabelForMultiLabelClassification

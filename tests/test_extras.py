@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, tiny_config
+from helpers import REPO, save_model_folder, tiny_config
 
 from modeling_q2l.extras import EXTRA_OF_MODULE, MissingExtraError, require
 
@@ -28,12 +28,10 @@ def test_every_extra_named_exists_in_setup():
 def folder(tmp_path_factory):
     import torch
 
-    from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
 
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    Query2LabelForMultiLabelClassification(tiny_config()).save_pretrained(folder)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    save_model_folder(folder)
     return folder
 
 

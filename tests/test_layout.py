@@ -6,12 +6,8 @@ import sys
 from pathlib import Path
 
 import torch
-from helpers import tiny_config
+from helpers import save_model_folder
 
-from modeling_q2l import (
-    Query2LabelForMultiLabelClassification,
-    Query2LabelImageProcessor,
-)
 
 PACKAGE = Path(__file__).parents[1] / "modeling_q2l"
 # A subpackage may import itself and the ones before it, never one after it.
@@ -109,8 +105,7 @@ def test_the_model_folder_imports_only_its_siblings_torch_transformers_and_timm(
 
 def test_a_saved_model_folder_holds_exactly_the_model_files(tmp_path):
     torch.manual_seed(0)
-    Query2LabelForMultiLabelClassification(tiny_config()).save_pretrained(tmp_path)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path)
+    save_model_folder(tmp_path)
     shipped = {path.name for path in tmp_path.glob("*.py")}
     expected = {path.name for path in (PACKAGE / "model").glob("*.py")} - {"__init__.py"}
     assert shipped == expected

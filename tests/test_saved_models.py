@@ -10,9 +10,8 @@ import sys
 
 import pytest
 import torch
-from helpers import REPO, tiny_config
+from helpers import REPO, save_model_folder, tiny_config
 
-from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
 from modeling_q2l.cli.arguments import PublishArguments
 from modeling_q2l.evaluation.predict import load_classifier
 from modeling_q2l.export.onnx import export_saved_model
@@ -25,8 +24,7 @@ from modeling_q2l.zoo.registry import create_model
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("saved")
     torch.manual_seed(0)
-    Query2LabelForMultiLabelClassification(tiny_config(num_labels=7)).save_pretrained(folder)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    save_model_folder(folder, tiny_config(num_labels=7))
     return folder
 
 

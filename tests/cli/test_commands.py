@@ -8,12 +8,8 @@ import sys
 
 import pytest
 import torch
-from helpers import EMBEDDED_DATASET, FASHION_NAMES, REPO, tiny_config
+from helpers import EMBEDDED_DATASET, FASHION_NAMES, REPO, save_model_folder, tiny_config
 
-from modeling_q2l import (
-    Query2LabelForMultiLabelClassification,
-    Query2LabelImageProcessor,
-)
 from modeling_q2l.cli import arguments, commands
 
 SCRIPTS = sorted((REPO / "scripts").glob("*.py")) + [REPO / "app.py"]
@@ -24,8 +20,7 @@ def fashion_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fashion")
     config = tiny_config(num_labels=10, id2label=dict(enumerate(FASHION_NAMES)), label2id={n: i for i, n in enumerate(FASHION_NAMES)})
     torch.manual_seed(0)
-    Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    save_model_folder(folder, config)
     return folder
 
 

@@ -14,7 +14,7 @@ from browser import (
     labels_on_page,
     serve_app,
 )
-from helpers import tiny_config, validation_images
+from helpers import save_model_folder, tiny_config, validation_images
 from transformers import pipeline
 
 from modeling_q2l import (
@@ -208,6 +208,5 @@ def test_the_rollout_switch_shows_only_for_a_model_with_encoder_layers(demo_mode
     assert Query2LabelForMultiLabelClassification.from_pretrained(demo_model).config.encoder_layers > 0
     assert rollout_visible(demo_model)
     without_encoder = tiny_config(num_labels=12, encoder_layers=0, id2label=dict(enumerate(NAMES)), label2id={n: i for i, n in enumerate(NAMES)})
-    Query2LabelForMultiLabelClassification(without_encoder).save_pretrained(tmp_path)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path)
+    save_model_folder(tmp_path, without_encoder)
     assert not rollout_visible(tmp_path)

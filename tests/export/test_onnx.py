@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, grouped_model, tiny_config
+from helpers import REPO, grouped_model, save_model_folder, tiny_config
 
 from modeling_q2l import Query2LabelForMultiLabelClassification
 from modeling_q2l.benchmark.suite import results_markdown, run_suite
@@ -64,14 +64,12 @@ def test_fused_feature_levels_export_at_odd_sizes(tmp_path):
 
 
 def test_export_script_publish_onnx_and_onnxruntime_timings(tmp_path):
-    from modeling_q2l import Query2LabelImageProcessor
     from modeling_q2l.cli.arguments import PublishArguments
     from modeling_q2l.hub.publish import publish
 
     torch.manual_seed(0)
     model_dir = tmp_path / "model"
-    Query2LabelForMultiLabelClassification(tiny_config(num_labels=12)).save_pretrained(model_dir)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(model_dir)
+    save_model_folder(model_dir, tiny_config(num_labels=12))
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "export_onnx.py"), "--model", str(model_dir)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

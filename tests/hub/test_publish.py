@@ -6,13 +6,9 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from helpers import REPO, tiny_config
+from helpers import REPO, save_model_folder, tiny_config
 from huggingface_hub import ModelCard
 
-from modeling_q2l import (
-    Query2LabelForMultiLabelClassification,
-    Query2LabelImageProcessor,
-)
 from modeling_q2l.cli.arguments import PublishArguments
 from modeling_q2l.hub.publish import PublishError, publish
 
@@ -22,8 +18,7 @@ def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     labels = ["cat", "dog", "car", "tree", "person"]
     config = tiny_config(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    save_model_folder(folder, config)
     report = {
         "mAP": 0.5, "mAP_voc": 0.52, "CP": 0.4, "CR": 0.6, "CF1": 0.48, "OP": 0.41, "OR": 0.62, "OF1": 0.49,
         "num_images": 16, "threshold": 0.5, "dataset": "tiny test images", "eval_split": "validation",

@@ -5,13 +5,9 @@ import re
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import save_model_folder, tiny_config
 from transformers import pipeline
 
-from modeling_q2l import (
-    Query2LabelForMultiLabelClassification,
-    Query2LabelImageProcessor,
-)
 from modeling_q2l.hub.remote_code_check import check_folder_without_package
 
 LABELS = ["cat", "dog", "car", "tree", "person"]
@@ -22,8 +18,7 @@ def saved_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("q2l")
     config = tiny_config(id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
     torch.manual_seed(0)
-    Query2LabelForMultiLabelClassification(config).save_pretrained(folder)
-    Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    save_model_folder(folder, config)
     return folder
 
 
