@@ -163,12 +163,18 @@ def assemble_repository(args, output_dir: Path) -> Path:
         card = add_comparison(card, own, _read_json(Path(args.baseline_results), "The baseline results"), args.baseline_name)
     card.save(output_dir / "README.md")
     validate_card(output_dir / "README.md")
+    check_loads_without_package(output_dir, "The assembled folder")
+    return output_dir
+
+
+def check_loads_without_package(folder: Path, what: str = "The model folder") -> None:
+    """A folder about to go to the Hub must load in a Python process without this package (remote code only);
+    otherwise one line with the reason the subprocess gave."""
     try:
-        check_folder_without_package(output_dir)
+        check_folder_without_package(folder)
     except RuntimeError as error:  # the subprocess's traceback ends in the reason
         reason = [line for line in str(error).splitlines() if line.strip()][-1]
-        raise PublishError(f"The assembled folder {output_dir} does not load in a Python process without this package: {reason}") from None
-    return output_dir
+        raise PublishError(f"{what} {folder} does not load in a Python process without this package: {reason}") from None
 
 
 # Never pushed: training checkpoints and logs, and the pickled training arguments (they may hold a token).

@@ -7,8 +7,7 @@ is checked (it loads through remote code alone) and uploaded in one commit after
 import logging
 from pathlib import Path
 
-from ..hub.publish import hub_token, push_folder
-from ..hub.remote_code_check import check_folder_without_package
+from ..hub.publish import check_loads_without_package, hub_token, push_folder
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def take_over_push(training_args) -> bool:
 
 def push_outputs(training_args, report: dict) -> str:
     """Check that the saved folder loads through remote code alone, then upload it in one commit."""
-    check_folder_without_package(training_args.output_dir)
+    check_loads_without_package(Path(training_args.output_dir), "The trained model (saved, not pushed) in")
     return push_folder(
         Path(training_args.output_dir),
         training_args.hub_model_id,

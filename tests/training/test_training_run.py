@@ -279,6 +279,21 @@ def test_push_to_hub_uploads_the_finished_folder_in_one_commit(tmp_path, fake_hu
     assert len(config["label_thresholds"]) == 10 and "image-classification" in config["custom_pipelines"]
 
 
+def test_a_trained_folder_that_does_not_load_without_the_package_is_not_pushed(tmp_path, fake_hub):
+    """The push's remote-code check ends in one line naming the folder and the subprocess's reason, not a traceback."""
+    from types import SimpleNamespace
+
+    from modeling_q2l.hub.publish import PublishError
+    from modeling_q2l.training.push import push_outputs
+
+    (tmp_path / "config.json").write_text("{}")  # no model_type, no auto_map: transformers cannot load it
+    args = SimpleNamespace(output_dir=str(tmp_path), hub_model_id="me/x", hub_private_repo=False, hub_revision=None, hub_token=None)
+    with pytest.raises(PublishError, match=r"saved, not pushed\) in .* does not load in a Python process without this package: \w") as caught:
+        push_outputs(args, {"mAP": 0.5, "eval_split": "validation"})
+    assert "\n" not in str(caught.value)
+    assert fake_hub["repos"] == [] and fake_hub["commits"] == []
+
+
 def test_push_settings_are_checked_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--hub_model_id"):
         main(tiny_training_argv(tmp_path, "--push_to_hub", "true"))
