@@ -27,6 +27,7 @@ _CHECK_SCRIPT = textwrap.dedent(
     classifier = pipeline("image-classification", model=folder, trust_remote_code=True)  # the Hub user's call
     predictions = classifier(image, top_k=None)
     default_predictions = classifier(image)
+    path_predictions = classifier(image_path, top_k=None) if image_path else predictions  # the file, opened by the pipeline
     with torch.no_grad():
         logits = model(**processor(image, return_tensors="pt")).logits[0]
     import transformers
@@ -40,6 +41,7 @@ _CHECK_SCRIPT = textwrap.dedent(
         "default_predictions": default_predictions,
         "num_labels": config.num_labels,
         "predictions": predictions,
+        "path_predictions": path_predictions,
         "sigmoid_of_logits": {config.id2label[i]: float(p) for i, p in enumerate(torch.sigmoid(logits))},
     }))
     """
@@ -53,7 +55,7 @@ def check_folder_without_package(
     is the interpreter (default: this one), e.g. one with another transformers release.
 
     Returns what the subprocess saw (module names of the loaded classes and of the pipeline, the pipeline's
-    predictions with `top_k=None` and by default, and the sigmoid of the raw logits); raises `RuntimeError` with the
+    predictions with `top_k=None`, by default and from the image's path, and the sigmoid of the raw logits); raises `RuntimeError` with the
     subprocess's error otherwise.
     """
     folder = Path(folder).resolve()

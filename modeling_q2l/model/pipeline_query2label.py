@@ -10,14 +10,26 @@ answers like a single-label classifier: its `top_k=None` means its default of 5 
 - `threshold=t`: one threshold for every label (with `top_k`, the best k of those that reach it).
 
 Scores are independent sigmoid probabilities. Inputs are what the stock pipeline takes (paths, URLs, PIL images,
-lists of them for a batch). Saved next to the weights for `trust_remote_code`: depends on torch and transformers only.
+lists of them for a batch); a local file keeps its bit depth (URLs go through transformers' `load_image`, which
+converts to 8-bit RGB). Saved next to the weights for `trust_remote_code`: depends on torch and transformers (with
+its vision backend, PIL) only.
 """
+
+import os
 
 import torch
 from transformers import ImageClassificationPipeline
 from transformers.image_utils import is_pil_image
 
 _EVERY_LABEL = "every label"  # what `top_k=None` means here
+
+
+def open_local_image(path):
+    """An image file opened as it is stored, turned upright by its EXIF orientation. transformers' `load_image` would
+    also convert it to 8-bit RGB, which clips a 16-bit image to white; the image processor converts modes itself."""
+    from PIL import Image, ImageOps  # transformers' vision backend, which every image processor needs
+
+    return ImageOps.exif_transpose(Image.open(path))
 
 
 class Query2LabelImageClassificationPipeline(ImageClassificationPipeline):
@@ -43,6 +55,8 @@ class Query2LabelImageClassificationPipeline(ImageClassificationPipeline):
         return preprocess_params, {}, postprocess_params
 
     def preprocess(self, image, timeout=None):
+        if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
+            image = open_local_image(image)
         if is_pil_image(image):  # the processor converts modes itself, 16-bit images without clipping them
             return self.image_processor(images=image, return_tensors="pt").to(self.dtype)
         return super().preprocess(image, timeout=timeout)

@@ -56,6 +56,8 @@ def test_other_transformers_releases_load_the_folder_and_give_the_same_scores(fo
         assert there["transformers_version"] != here["transformers_version"]
         assert there["pipeline_module"].endswith("pipeline_query2label") and len(there["predictions"]) == 10
         assert there["default_predictions"] == [row for row in there["predictions"] if row["score"] >= 0.45]  # the config's thresholds
+        for seen in (here, there):  # the pipeline opens a path as the PIL image it was given
+            assert scores({"predictions": seen["path_predictions"]}) == pytest.approx(scores(seen), abs=1e-6)
         for label, score in scores(here).items():
             assert abs(scores(there)[label] - score) < 1e-4, (image.name, label, there["transformers_version"])
 

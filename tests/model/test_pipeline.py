@@ -129,3 +129,7 @@ def test_a_sixteen_bit_image_is_not_clipped_to_white(saved):
     white = sigmoid_scores(model, processor, Image.new("RGB", (64, 64), (255, 255, 255)))
     assert not torch.allclose(expected, white)
     assert Path(folder / "pipeline_query2label.py").is_file()
+    gray.save(path := folder.parent / "sixteen.png")  # a path too: transformers' load_image would clip it to white
+    for given in (str(path), path):
+        for item in classifier(given, top_k=None):
+            assert item["score"] == pytest.approx(expected[model.config.label2id[item["label"]]].item(), abs=1e-6)
