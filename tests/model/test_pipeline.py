@@ -133,3 +133,18 @@ def test_a_sixteen_bit_image_is_not_clipped_to_white(saved):
     for given in (str(path), path):
         for item in classifier(given, top_k=None):
             assert item["score"] == pytest.approx(expected[model.config.label2id[item["label"]]].item(), abs=1e-6)
+
+
+def test_a_path_is_turned_upright_by_its_exif_orientation(saved, tmp_path):
+    """Opening paths itself, the pipeline still applies the EXIF orientation, as transformers' load_image does."""
+    folder, model, processor, image, _ = saved
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned by 90 degrees
+    image.transpose(Image.Transpose.ROTATE_90).save(path := tmp_path / "rotated.jpg", exif=exif, quality=95)
+    upright = Image.open(path).transpose(Image.Transpose.ROTATE_270)  # what orientation 6 means
+    sideways = sigmoid_scores(model, processor, Image.open(path))
+    expected = sigmoid_scores(model, processor, upright)
+    assert not torch.allclose(expected, sideways, atol=1e-4)  # the orientation matters to this model
+    classifier = pipeline("image-classification", model=model, image_processor=processor, pipeline_class=Query2LabelImageClassificationPipeline)
+    for item in classifier(str(path), top_k=None):
+        assert item["score"] == pytest.approx(expected[model.config.label2id[item["label"]]].item(), abs=1e-6)
