@@ -27,9 +27,10 @@ def take_over_push(training_args) -> bool:
 
 def push_outputs(training_args, report: dict) -> str:
     """Check that the saved folder loads through remote code alone, then upload it in one commit."""
-    check_loads_without_package(Path(training_args.output_dir), "The trained model (saved, not pushed) in")
+    folder = Path(training_args.output_dir)
+    check_loads_without_package(folder, "The trained model (saved, not pushed) in")
     return push_folder(
-        Path(training_args.output_dir),
+        folder,
         training_args.hub_model_id,
         private=bool(training_args.hub_private_repo),
         revision=training_args.hub_revision,
