@@ -1,24 +1,24 @@
 #!/usr/bin/env python
 """Train Query2Label, evaluate it and save a Hub-ready folder.
 
-    accelerate launch scripts/train.py                      # the embedded Fashion-MNIST mosaics, CPU-friendly
-    accelerate launch scripts/train.py --dataset_name ORG/NAME --backbone resnet101 --image_size 448 --output_dir out
+    accelerate launch scripts/train.py                       # the embedded Fashion-MNIST mosaics and their recipe
+    accelerate launch scripts/train.py --dataset_name my_photos --output_dir outputs/my-model   # your data
+    accelerate launch scripts/train.py --variant Q2L-R101-448 --dataset_name ORG/NAME           # a paper variant
 
-Arguments: `python scripts/train.py --help` (model, data and TrainingArguments, plus Q2L and ASL options).
+Arguments: `python scripts/train.py --help` (recipes, model, data and TrainingArguments, plus Q2L and ASL options).
 """
 
 from pathlib import Path
 
-from modeling_q2l.cli.arguments import EMBEDDED_MAIN_JOB_DEFAULTS
 from modeling_q2l.cli.commands import run_script, train
+from modeling_q2l.training.recipes import FASHION_MNIST_MOSAIC
 
-# the repository's embedded dataset: the package itself never assumes a data folder
+# the repository's embedded dataset, trained with its own recipe: the package itself never assumes a data folder
 EMBEDDED_DATASET = str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic")
-DEFAULTS = {"dataset_name": EMBEDDED_DATASET, **EMBEDDED_MAIN_JOB_DEFAULTS}
 
 
 def main(argv=None) -> dict:
-    return train(argv, defaults=DEFAULTS)
+    return train(argv, defaults={"dataset_name": EMBEDDED_DATASET}, default_dataset_recipe=FASHION_MNIST_MOSAIC)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,24 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..data.layouts import HELD_OUT_LAYOUTS, layout_split_name
+from ..data.layouts import HELD_OUT_LAYOUTS
 from ..data.loading import default_loader_workers
+from ..data.splits import DEFAULT_EVAL_SPLIT
+from ..training.recipes import choose_recipe, recipes_help
 from ..training.trainer import ONE_CYCLE
 from ..zoo.variants import VARIANTS
 
 
 @dataclass
 class ModelArguments:
+    recipe: str | None = field(
+        default=None,
+        metadata={"help": f"Start from a named recipe; any option given overrides its value ({recipes_help()}). Default: the --variant's recipe, else fashion-mnist-mosaic on the embedded dataset (scripts/train.py's default), else general."},
+    )
+    variant: str | None = field(
+        default=None,
+        metadata={"help": f"A paper variant ({', '.join(VARIANTS)}): its architecture, resolution and the authors' training recipe (optimizer, schedule, loss, EMA, augmentation, epochs, batch); every value can be overridden by its own option."},
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Start from a saved Q2L model (folder or Hub id); its labels are matched to the dataset's."},
@@ -42,10 +52,10 @@ class ModelArguments:
     backbone_kwargs: str | None = field(
         default=None, metadata={"help": 'JSON of extra timm arguments, e.g. \'{"output_stride": 16}\'.'}
     )
-    image_size: int = field(default=128, metadata={"help": "Square input resolution."})
+    image_size: int = field(default=224, metadata={"help": "Square training resolution (224: the pretraining resolution of most ImageNet backbones)."})
     inference_image_size: int | None = field(
         default=None,
-        metadata={"help": "Square resolution the saved image processor resizes to, and the final evaluation runs at (default: --image_size). Training stays at --image_size; a larger size shows the trained model its objects larger (the embedded demo: trained at 128, best validation mAP at 160)."},
+        metadata={"help": "Square resolution the saved image processor resizes to, and the final evaluation runs at (default: --image_size). Training stays at --image_size; a larger size shows the trained model its objects larger (recipe fashion-mnist-mosaic: trained at 128, saved at 160)."},
     )
     min_feature_grid: int = field(
         default=6,
@@ -64,8 +74,8 @@ class ModelArguments:
     )
     hidden_size: int = field(default=256, metadata={"help": "Transformer width."})
     encoder_layers: int = field(
-        default=0,
-        metadata={"help": "Transformer encoder layers (the paper: 1; the CPU demo: 0, its cross-attention maps then index the feature grid directly)."},
+        default=1,
+        metadata={"help": "Transformer encoder layers (the paper's 1; recipe fashion-mnist-mosaic: 0, its cross-attention maps then index the feature grid directly)."},
     )
     decoder_layers: int = field(default=2, metadata={"help": "Transformer decoder layers."})
     label_groups: int | None = field(
@@ -104,11 +114,11 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
     train_split_name: str = field(default="train", metadata={"help": "Training split."})
     eval_split_name: str = field(
-        default="validation", metadata={"help": "Evaluation split (evaluate_model.py and predict.py: the split they read).", "aliases": ["--split"]}
+        default=DEFAULT_EVAL_SPLIT, metadata={"help": "Evaluation split (evaluate_model.py and predict.py: the split they read; training without a `validation` split holds --train_val_split of train out).", "aliases": ["--split"]}
     )
     extra_eval_split_names: list[str] | None = field(
         default=None,
-        metadata={"help": "More splits to evaluate the final model on, reported apart (scripts/train.py: out_of_layout)."},
+        metadata={"help": "More splits to evaluate the final model on, reported apart (recipe fashion-mnist-mosaic: out_of_layout and the layout_* splits); a name the dataset lacks stops the run before training."},
     )
     train_val_split: float = field(
         default=0.15, metadata={"help": "Fraction of train held out when the dataset has no evaluation split."}
@@ -143,7 +153,7 @@ class DataArguments:
     )
     localization_split_name: str | None = field(
         default=None,
-        metadata={"help": "Training: also measure where the final model's label queries look on this split (it needs boxes; scripts/train.py: out_of_layout)."},
+        metadata={"help": "Training: also measure where the final model's label queries look on this split (one of --extra_eval_split_names, with boxes; recipe fashion-mnist-mosaic: out_of_layout)."},
     )
     area_thresholds: list[int] | None = field(
         default=None,
@@ -153,11 +163,11 @@ class DataArguments:
 
 @dataclass
 class Query2LabelTrainingArguments(TrainingArguments):
-    """TrainingArguments with the defaults of the embedded CPU main job and the official recipe: torch's AdamW and a
-    one-cycle schedule (`lr_scheduler_type="one_cycle"`, which only `Query2LabelTrainer` knows). Every other optimizer
+    """TrainingArguments with the general recipe's defaults (the official recipe's optimizer and schedule: torch's AdamW
+    and a one-cycle schedule (`lr_scheduler_type="one_cycle"`, which only `Query2LabelTrainer` knows). Every other optimizer
     and scheduler of transformers can be asked for with `--optim` and `--lr_scheduler_type`."""
 
-    output_dir: str = field(default="outputs/q2l-fashion-mnist-mosaic", metadata={"help": "Output folder."})
+    output_dir: str = field(default="outputs/q2l-model", metadata={"help": "Output folder (each recipe names its own, e.g. outputs/q2l-fashion-mnist-mosaic)."})
     num_train_epochs: float = field(default=8.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
@@ -169,8 +179,8 @@ class Query2LabelTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(
         default=ONE_CYCLE,
         metadata={
-            "help": "one_cycle (the official recipe, stepped every iteration; --warmup_steps sets its warm-up, default "
-            "20% of the steps) or any transformers scheduler: linear, cosine, constant, constant_with_warmup, ..."
+            "help": "one_cycle (the official recipe, stepped every iteration; --warmup_steps or --warmup_ratio set its "
+            "warm-up, default a fifth of the steps) or any transformers scheduler: linear, cosine, constant, constant_with_warmup, ..."
         },
     )
     eval_strategy: IntervalStrategy | str = field(
@@ -198,11 +208,11 @@ class Query2LabelTrainingArguments(TrainingArguments):
     horizontal_flip: bool = field(default=False, metadata={"help": "Random horizontal flips (not official)."})
     layout_randomization: float = field(
         default=0.0,
-        metadata={"help": "Probability of changing a training image's layout: new background, tint, object size, noise, blur, JPEG for the same objects (not official; scripts/train.py: 0.6); 0: off."},
+        metadata={"help": "Probability of changing a training image's layout: new background, tint, object size, noise, blur, JPEG for the same objects (not official; for synthetic layouts such as the embedded mosaics, not photographs; recipe fashion-mnist-mosaic: 0.6); 0: off."},
     )
     object_recomposition: float = field(
         default=0.0,
-        metadata={"help": "Probability of laying a training image's boxed objects, and another image's, out again: new sizes, places, counts, overlaps and label combinations (needs an `objects` column and flat backgrounds; not official; scripts/train.py: 0.5); 0: off."},
+        metadata={"help": "Probability of laying a training image's boxed objects, and another image's, out again: new sizes, places, counts, overlaps and label combinations (needs an `objects` column and flat backgrounds; not official); 0: off."},
     )
     cpu_threads: int | None = field(
         default=None, metadata={"help": "torch threads per process on CPU (default: all cores / processes)."}
@@ -354,7 +364,10 @@ class CardArguments:
 
 @dataclass
 class MosaicBuildArguments:
-    output_dir: str | None = field(default=None, metadata={"help": "Where to write the dataset (required)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where to write the dataset (required; a folder that is not empty is refused without --overwrite_output_dir)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the dataset in a non-empty --output_dir (its parquet files and card)."}
+    )
     num_train: int = field(default=4000, metadata={"help": "Number of training mosaics."})
     num_validation: int = field(default=1000, metadata={"help": "Number of validation mosaics."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
@@ -485,32 +498,30 @@ class DemoArguments:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: CUDA when present)."})
 
 
-# `scripts/train.py`'s defaults besides its dataset (the embedded mosaics): every held-out test split reported apart
-# (out_of_layout and the layout_* splits of `data.layouts`), where the queries look on out_of_layout, and layout
-# randomisation, so that layouts it never saw keep the accuracy.
-EMBEDDED_MAIN_JOB_DEFAULTS = {
-    "extra_eval_split_names": ["out_of_layout", *(layout_split_name(name) for name in HELD_OUT_LAYOUTS)],
-    "localization_split_name": "out_of_layout",
-    "layout_randomization": 0.6,
-    "frozen_backbone_stages": 3,
-    "num_train_epochs": 9,
-    "inference_image_size": 160,
-    "feature_fusion_channels": 256,
-}
-
-
 # ---- parsing
 
 
-def parse_training_arguments(argv=None, defaults: dict | None = None):
-    """(model, data, training) arguments from the command line (or one JSON file); `defaults` are the entry point's
-    own defaults, e.g. the path of the embedded dataset, which the package itself never assumes."""
+def parse_training_arguments(argv=None, defaults: dict | None = None, default_dataset_recipe: str | None = None):
+    """(model, data, training) arguments from the command line (or one JSON file), starting from a recipe
+    (`training.recipes`): `--recipe`, else the `--variant`'s, else `default_dataset_recipe` when the run trains on the
+    entry point's default dataset (`defaults["dataset_name"]`, e.g. the embedded mosaics, which the package itself never
+    assumes), else `general`. Options given override the recipe's values; `model_args.recipe` names the recipe used."""
     parser = HfArgumentParser((ModelArguments, DataArguments, Query2LabelTrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
+    defaults = dict(defaults or {})
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from_file = None
     if len(argv) == 1 and argv[0].endswith(".json"):
         with open(os.path.abspath(argv[0]), encoding="utf-8") as handle:
-            return parser.parse_dict({**(defaults or {}), **json.load(handle)})
-    parser.set_defaults(**(defaults or {}))
+            from_file = json.load(handle)
+        given = from_file
+    else:  # the three options that choose the recipe, before the recipe's values become the defaults
+        given = {key: value for key, value in vars(parser.parse_known_args(argv)[0]).items() if value is not None}
+    on_default_dataset = given.get("dataset_name", defaults.get("dataset_name")) == defaults.get("dataset_name")
+    recipe = choose_recipe(given.get("recipe"), given.get("variant"), default_dataset_recipe if on_default_dataset else None)
+    start = {**defaults, **recipe.values, "recipe": recipe.name}
+    if from_file is not None:
+        return parser.parse_dict({**start, **from_file})
+    parser.set_defaults(**start)
     return parser.parse_args_into_dataclasses(args=argv)
 
 

@@ -22,11 +22,12 @@ def run_script(command, *args, **kwargs) -> None:
     sys.exit(status if isinstance(status, int) else 0)
 
 
-def train(argv=None, defaults: dict | None = None) -> dict:
-    """Train, evaluate, save a Hub-ready folder (the main job). Returns the report."""
+def train(argv=None, defaults: dict | None = None, default_dataset_recipe: str | None = None) -> dict:
+    """Train, evaluate, save a Hub-ready folder (the main job). Returns the report. `default_dataset_recipe`: the
+    recipe a run on `defaults["dataset_name"]` starts from (`arguments.parse_training_arguments`)."""
     from ..training.main import run
 
-    _, report = run(*arguments.parse_training_arguments(argv, defaults))
+    _, report = run(*arguments.parse_training_arguments(argv, defaults, default_dataset_recipe))
     return report
 
 

@@ -63,13 +63,17 @@ def load_coco_instances(annotation_file: str | Path, image_dir: str | Path):
 
 
 def load_raw_datasets(dataset_name: str, dataset_config_name: str | None = None, cache_dir: str | None = None):
-    """A `DatasetDict` from a Hub id, a local folder (Hub layout, parquet, `imagefolder` with metadata) or a parquet
-    file. Hub ids need the network or a populated cache; everything else works offline."""
-    from datasets import load_dataset
+    """A `DatasetDict` from a Hub id, a local folder (Hub layout, parquet, `imagefolder` with metadata, or a folder
+    written by `save_to_disk`) or a parquet file. Hub ids need the network or a populated cache; everything else works
+    offline. A `Dataset` saved on its own is the `train` split."""
+    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
     path = Path(dataset_name)
     if path.is_file() and path.suffix == ".parquet":
         return load_dataset("parquet", data_files={"train": str(path)}, cache_dir=cache_dir)
+    if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
+        saved = load_from_disk(str(path))
+        return DatasetDict({"train": saved}) if isinstance(saved, Dataset) else saved
     if path.is_dir() or path.is_file():
         return load_dataset(str(path), dataset_config_name, cache_dir=cache_dir)
     try:

@@ -46,7 +46,16 @@ def _source(args, split: str | None = None) -> tuple[np.ndarray, np.ndarray, lis
 def build_mosaic_dataset(args) -> dict:
     """Draw train and validation mosaics from disjoint parts of the source split; write parquet and a card."""
     if args.output_dir is None:
-        raise ValueError("Pass --output_dir: the folder to write the dataset into.")
+        raise ValueError("Pass --output_dir: the folder to write the dataset into (e.g. outputs/my-mosaics).")
+    output_dir = Path(args.output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        if not getattr(args, "overwrite_output_dir", False):
+            raise ValueError(
+                f"{output_dir} is not empty: pass another --output_dir, or --overwrite_output_dir true to replace the "
+                "dataset in it (its parquet files and card)."
+            )
+        for stale in (output_dir / "data").glob("*.parquet"):  # splits this build may not write again
+            stale.unlink()
     images, labels, names, source = _source(args)
     order = np.random.default_rng(args.seed).permutation(len(images))
     cut = len(images) * 5 // 6  # validation mosaics never reuse a training object

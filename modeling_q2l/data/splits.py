@@ -23,6 +23,9 @@ def _first(dataset, count: int | None):
     return dataset if count is None else dataset.select(range(min(count, len(dataset))))
 
 
+DEFAULT_EVAL_SPLIT = "validation"  # without it, training holds part of train out
+
+
 def _raw_splits(data_args):
     if not data_args.dataset_name:
         raise ValueError("Pass --dataset_name (a Hub id, a local folder or a parquet file) or --coco_annotations.")
@@ -53,6 +56,8 @@ def load_training_splits(data_args):
         raw = _raw_splits(data_args)
         train = _named_split(raw, data_args, data_args.train_split_name)
         evaluation = raw.get(data_args.eval_split_name)
+        if evaluation is None and data_args.eval_split_name != DEFAULT_EVAL_SPLIT:  # named, not the default
+            _named_split(raw, data_args, data_args.eval_split_name)
     if evaluation is None:
         logger.info("No %r split: holding out %.0f%% of train.", data_args.eval_split_name, 100 * data_args.train_val_split)
         parts = train.train_test_split(test_size=data_args.train_val_split, seed=0)
@@ -101,19 +106,15 @@ def load_split(data_args, name: str | None = None):
 
 
 def load_extra_splits(data_args) -> dict:
-    """The splits of `--extra_eval_split_names` that the dataset has ({name: Dataset}); one it lacks is named in a
-    warning and left out. COCO files and streams have none."""
+    """The splits of `--extra_eval_split_names` ({name: Dataset}); a name the dataset lacks stops with the splits it
+    has. COCO files and streams have no extra splits."""
     names = data_args.extra_eval_split_names or []
-    if not names or getattr(data_args, "streaming", False) or data_args.coco_annotations:
+    if not names:
         return {}
+    if getattr(data_args, "streaming", False) or data_args.coco_annotations:
+        raise ValueError("--extra_eval_split_names needs a dataset read from disk (a Hub id or folder without --streaming, not COCO files).")
     raw = _raw_splits(data_args)
-    splits = {}
-    for name in names:
-        if name not in raw:
-            logger.warning("No split %r in %s: not evaluated (splits: %s).", name, data_args.dataset_name, list(raw))
-            continue
-        splits[name] = _first(raw[name], data_args.max_eval_samples)
-    return splits
+    return {name: _first(_named_split(raw, data_args, name), data_args.max_eval_samples) for name in names}
 
 
 @dataclass

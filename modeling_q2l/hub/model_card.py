@@ -303,6 +303,15 @@ class TrainingSummary:
     frozen: str | None = None  # what of the backbone was frozen, in words
     hub_model_id: str | None = None
     training_image_size: int | None = None  # when training ran at another resolution than the model's (config.image_size)
+    recipe: str | None = None  # the training recipe the run started from, in words
+    recipe_overrides: dict | None = None  # {option: "used (recipe: value)"} for each recipe value the run changed
+
+
+def _recipe_sentence(summary: TrainingSummary) -> str:
+    if not summary.recipe:
+        return ""
+    changed = "; ".join(f"`{option}` {words}" for option, words in (summary.recipe_overrides or {}).items())
+    return f"Recipe: {summary.recipe}" + (f", with these values overridden: {changed}. " if changed else ", as it is. ")
 
 
 def _resolution_sentence(summary: TrainingSummary, image_size: int) -> str:
@@ -370,7 +379,7 @@ def training_model_card(config, report: dict, summary: TrainingSummary) -> Model
         architecture=f"Backbone {summary.backbone} at {config.image_size} x {config.image_size} px, {head}."
         + _resolution_sentence(summary, config.image_size),
         training=(
-            f"{summary.schedule}, loss {summary.loss}, {summary.augmentation}, {summary.ema}. Backbone weights: "
+            _recipe_sentence(summary) + f"{summary.schedule}, loss {summary.loss}, {summary.augmentation}, {summary.ema}. Backbone weights: "
             f"{summary.backbone_weights}. Saved weights: {summary.saved_weights}." + _transfer_sentence(summary)
         ),
         limitations=(

@@ -22,6 +22,7 @@ from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
 from .model_setup import build_model
 from .push import push_outputs, take_over_push
+from .recipes import GENERAL, get_recipe, overridden_values
 from .resume import checkpoint_to_resume
 from .runtime import configure_cpu_threads, configure_logging
 from .summary import summarise_run
@@ -36,6 +37,12 @@ def run(model_args, data_args, training_args):
     """Train, keep the better of regular and EMA weights, report, save (on the main process), push if asked.
     Returns the trainer (holding the final model) and the report."""
     configure_logging(training_args)
+    recipe = get_recipe(model_args.recipe or GENERAL)
+    overridden = overridden_values(recipe, model_args, data_args, training_args)
+    logger.info(
+        "Recipe %s (%s)%s.", recipe.name, recipe.description,
+        "; overridden: " + ", ".join(f"{option} {ran!r} (recipe: {value!r})" for option, (value, ran) in overridden.items()) if overridden else "",
+    )  # fmt: skip
     check_localization_split(data_args)
     push_to_hub = take_over_push(training_args)
     threads = configure_cpu_threads(training_args.cpu_threads, training_args)
@@ -48,6 +55,7 @@ def run(model_args, data_args, training_args):
     preparer = SplitPreparer.for_dataset(data_args, eval_raw if streaming else train_raw)
     train_split = None if streaming else preparer.prepare(train_raw, split_name="train")
     eval_split = preparer.prepare(eval_raw, split_name="evaluation")
+    extra_splits = load_extra_splits(data_args)  # before training: a split the dataset lacks stops the run now
     logger.info("Labels (%s format): %s", preparer.encoder.label_format, preparer.encoder.names)
 
     starting = build_model(model_args, preparer.encoder.names)
@@ -89,7 +97,7 @@ def run(model_args, data_args, training_args):
     request = FinalReportRequest(
         area_thresholds=area_thresholds_for(data_args.dataset_name, data_args.area_thresholds),
         fit_thresholds=True,  # per-label thresholds for the pipeline, fitted on the evaluation split
-        extra_splits=load_extra_splits(data_args),
+        extra_splits=extra_splits,
         figures_dir=update.staging / "figures" if update else None,
         attention_figures=ATTENTION_FIGURE_IMAGES,
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 from ..model import Query2LabelConfig, model_class_for
 from ..saved_models import saved_model_errors
 from ..zoo.backbone_weights import BackboneWeights, load_pretrained_backbone
+from ..zoo.pretrained import get_pretrained_facts
+from ..zoo.variants import variant_config
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,53 @@ def backbone_kwargs_for_grid(
     return {**chosen, "out_indices": [index, len(reductions) - 1] if fuse else [index]}
 
 
+def _new_config(model_args, labels: dict, loss: dict) -> Query2LabelConfig:
+    """The config of a new model from the architecture options."""
+    given = json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None
+    backbone_kwargs = backbone_kwargs_for_grid(
+        model_args.backbone, given, model_args.image_size, model_args.min_feature_grid, model_args.fuse_feature_levels
+    )
+    fuse = model_args.fuse_feature_levels and len((backbone_kwargs or {}).get("out_indices") or []) > 1
+    if model_args.feature_fusion_channels and not fuse:
+        raise ValueError(
+            f"--feature_fusion_channels sets the width of fused feature levels, but this run's queries attend to one "
+            f"level (backbone_kwargs {backbone_kwargs}): drop the option, or fuse levels (--fuse_feature_levels with "
+            "a --min_feature_grid that picks an earlier stage, or two --backbone_kwargs out_indices)."
+        )
+    return Query2LabelConfig(
+        **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
+        backbone_kwargs=backbone_kwargs,
+        fuse_feature_levels=fuse,
+        feature_fusion_channels=model_args.feature_fusion_channels,
+        use_input_projection=True,
+        attention_dropout=model_args.dropout,
+        **labels,
+        **loss,
+    )
+
+
+def _variant_config(model_args, labels: dict, loss: dict) -> Query2LabelConfig:
+    """The config of a paper variant (its backbone at its last stage, its head), with each architecture option that
+    differs from the variant's own value applied on top (e.g. `--image_size 224`)."""
+    preset = variant_config(model_args.variant)
+    overrides = {
+        name: getattr(model_args, name)
+        for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS
+        if getattr(model_args, name) != getattr(preset, name)
+    }
+    if "hidden_size" in overrides:  # the paper's head runs at the backbone's width: another width needs a projection
+        overrides["use_input_projection"] = True
+    if "dropout" in overrides:
+        overrides["attention_dropout"] = overrides["dropout"]
+    if model_args.backbone_kwargs:
+        overrides["backbone_kwargs"] = {**(preset.backbone_kwargs or {}), **json.loads(model_args.backbone_kwargs)}
+    if model_args.feature_fusion_channels:
+        raise ValueError(f"--feature_fusion_channels: {model_args.variant} attends to its backbone's last stage only, as the paper does.")
+    if overrides:
+        logger.info("%s with %s instead of the variant's own values.", model_args.variant, overrides)
+    return variant_config(model_args.variant, **overrides, **labels, **loss)
+
+
 def build_model(model_args, label_names: list[str]) -> StartingModel:
     """A new model or a saved one adapted to the dataset's labels, with the requested backbone freezing."""
     if model_args.freeze_backbone and model_args.frozen_backbone_stages is not None:
@@ -116,30 +165,13 @@ def build_model(model_args, label_names: list[str]) -> StartingModel:
         )  # fmt: skip
         started = StartingModel(model, BackboneWeights(f"fine-tuned from {model_args.model_name_or_path}", pretrained=False), transfer)
     else:
-        given = json.loads(model_args.backbone_kwargs) if model_args.backbone_kwargs else None
-        backbone_kwargs = backbone_kwargs_for_grid(
-            model_args.backbone, given, model_args.image_size, model_args.min_feature_grid, model_args.fuse_feature_levels
-        )
-        fuse = model_args.fuse_feature_levels and len((backbone_kwargs or {}).get("out_indices") or []) > 1
-        if model_args.feature_fusion_channels and not fuse:
-            raise ValueError(
-                f"--feature_fusion_channels sets the width of fused feature levels, but this run's queries attend to one "
-                f"level (backbone_kwargs {backbone_kwargs}): drop the option, or fuse levels (--fuse_feature_levels with "
-                "a --min_feature_grid that picks an earlier stage, or two --backbone_kwargs out_indices)."
-            )
-        config = Query2LabelConfig(
-            **{name: getattr(model_args, name) for name in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
-            backbone_kwargs=backbone_kwargs,
-            fuse_feature_levels=fuse,
-            feature_fusion_channels=model_args.feature_fusion_channels,
-            use_input_projection=True,
-            attention_dropout=model_args.dropout,
-            id2label=dict(enumerate(label_names)),
-            label2id={name: index for index, name in enumerate(label_names)},
-            **loss,
-        )
+        labels = {"id2label": dict(enumerate(label_names)), "label2id": {name: index for index, name in enumerate(label_names)}}
+        config = _variant_config(model_args, labels, loss) if model_args.variant else _new_config(model_args, labels, loss)
         model = model_class_for(config)(config)
-        started = StartingModel(model, load_pretrained_backbone(model, model_args.backbone_weights))
+        source = get_pretrained_facts(model_args.variant).base_model if model_args.variant else None
+        started = StartingModel(model, load_pretrained_backbone(model, model_args.backbone_weights, source))
+        if config.frozen_backbone_modules:  # a paper variant's ResNet: the authors' frozen stem and first stage
+            started.frozen = f"The backbone's {', '.join(config.frozen_backbone_modules)} were not trained, as in the authors' recipe."
     if model_args.freeze_backbone or model_args.frozen_backbone_stages is not None:
         stages = None if model_args.freeze_backbone else model_args.frozen_backbone_stages
         try:

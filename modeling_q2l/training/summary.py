@@ -2,6 +2,7 @@
 
 from ..data.mosaic import is_fashion_mnist_mosaic
 from ..hub.model_card import TrainingSummary
+from .recipes import GENERAL, get_recipe, overridden_values
 from .trainer import ONE_CYCLE
 
 OPTIMIZER_NAMES = {"adamw_torch": "AdamW", "adamw_torch_fused": "AdamW (fused)", "sgd": "SGD", "adafactor": "Adafactor"}
@@ -63,7 +64,11 @@ def summarise_run(
         )
         + (", horizontal flips" if training_args.horizontal_flip else "")
     )
+    recipe = get_recipe(model_args.recipe or GENERAL)
+    overridden = overridden_values(recipe, model_args, data_args, training_args)
     return TrainingSummary(
+        recipe=f"`{recipe.name}` ({recipe.description})",
+        recipe_overrides={option: f"{ran} (recipe: {value})" for option, (value, ran) in overridden.items() if option != "output_dir"},
         dataset_name=data_args.dataset_name or data_args.coco_annotations,
         eval_split_name=data_args.eval_split_name,
         is_embedded_demo=is_fashion_mnist_mosaic(data_args.dataset_name),

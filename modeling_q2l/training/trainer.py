@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import os
+import warnings
 
 import torch
 from transformers import Trainer
@@ -181,18 +182,51 @@ class Query2LabelTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if str(self.args.lr_scheduler_type) != ONE_CYCLE:
             return super().create_scheduler(num_training_steps, optimizer)
+        self.one_cycle_steps = num_training_steps  # this run's length (a resumed checkpoint's schedule has its own)
         if self.lr_scheduler is None:
             optimizer = optimizer or self.optimizer
-            warmup = self.args.get_warmup_steps(num_training_steps) / num_training_steps or DEFAULT_ONE_CYCLE_WARMUP
-            self.lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer,
-                max_lr=[group["lr"] for group in optimizer.param_groups],
-                total_steps=num_training_steps,
-                pct_start=min(warmup, 0.99),
-                # AdamW's beta1 cycles against the rate as in the recipe; optimizers without momentum keep theirs
-                cycle_momentum=all("betas" in group or "momentum" in group for group in optimizer.param_groups),
-            )
+            self.lr_scheduler = self._one_cycle(optimizer, num_training_steps, [group["lr"] for group in optimizer.param_groups])
         return self.lr_scheduler
+
+    def _one_cycle(self, optimizer, total_steps: int, peak_rates: list[float]):
+        warmup = self.args.get_warmup_steps(total_steps) / total_steps or DEFAULT_ONE_CYCLE_WARMUP
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=peak_rates,
+            total_steps=total_steps,
+            pct_start=min(warmup, 0.99),
+            # AdamW's beta1 cycles against the rate as in the recipe; optimizers without momentum keep theirs
+            cycle_momentum=all("betas" in group or "momentum" in group for group in optimizer.param_groups),
+        )
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """Resuming a one-cycle run: a checkpoint's schedule knows its own length. When this run asks for another
+        (a larger `--max_steps` or `--num_train_epochs`, a common way of extending training), the schedule is rebuilt
+        for the new length at the step the checkpoint reached, said in one log line; a length the checkpoint has
+        already passed stops with one line saying what to do."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        restored = self.lr_scheduler
+        if checkpoint is None or not isinstance(restored, torch.optim.lr_scheduler.OneCycleLR):
+            return
+        wanted, done = self.one_cycle_steps, restored.last_epoch
+        if restored.total_steps == wanted:
+            return
+        if done >= wanted:
+            raise ValueError(
+                f"{checkpoint} has already trained {done} steps, and this run asks for {wanted} in all: ask for more "
+                f"steps (--max_steps or --num_train_epochs) to continue it, or pass --overwrite_output_dir true to start over."
+            )
+        rebuilt = self._one_cycle(self.optimizer, wanted, [group["max_lr"] for group in self.optimizer.param_groups])
+        rebuilt.last_epoch = done - 1
+        with warnings.catch_warnings():  # the optimizer has not stepped in this process yet: nothing is skipped
+            warnings.simplefilter("ignore", UserWarning)
+            rebuilt.step()
+        logger.info(
+            "Resuming at step %d of %s: its one-cycle schedule was built for %d steps, this run asks for %d; the "
+            "schedule is rebuilt for %d steps and continues from step %d.", done, checkpoint, restored.total_steps,
+            wanted, wanted, done,
+        )  # fmt: skip
+        self.lr_scheduler = rebuilt
 
     # -- EMA --------------------------------------------------------------------------------------------------------
 

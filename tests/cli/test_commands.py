@@ -106,17 +106,58 @@ def test_setup_reads_the_packages_one_version():
     assert result.stdout.strip().splitlines()[-1] == modeling_q2l.__version__
 
 
-def test_the_main_jobs_defaults_are_the_recipe_the_readme_reports():
-    """`scripts/train.py` with no arguments: 9 epochs, backbone stem and first three stages frozen, layout
-    randomisation 0.6, object recomposition off, trained at 128 px and evaluated and saved at 160 px, the feature
-    levels added at the transformer's width (256), every held-out layout evaluated, localisation on out_of_layout."""
-    from modeling_q2l.cli.arguments import EMBEDDED_MAIN_JOB_DEFAULTS, parse_training_arguments
-    from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_every_scripts_help_works(script, monkeypatch, capsys):
+    """`--help` of every script (a new one is found by the glob): argparse formats each help text with `%`, so a
+    bare `20%` in one ends the whole help in a TypeError."""
+    import runpy
 
-    model_args, data_args, training_args = parse_training_arguments([], defaults={"dataset_name": "data", **EMBEDDED_MAIN_JOB_DEFAULTS})
-    assert model_args.frozen_backbone_stages == 3 and training_args.num_train_epochs == 9
-    assert training_args.layout_randomization == 0.6 and training_args.object_recomposition == 0.0
-    assert data_args.extra_eval_split_names == ["out_of_layout", *(f"layout_{name}" for name in HELD_OUT_LAYOUTS)]
-    assert model_args.image_size == 128 and model_args.inference_image_size == 160
-    assert model_args.fuse_feature_levels and model_args.feature_fusion_channels == 256 == model_args.hidden_size
-    assert data_args.localization_split_name == "out_of_layout" and len(HELD_OUT_LAYOUTS) == 10
+    monkeypatch.setattr(sys, "argv", [str(script), "--help"])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert stopped.value.code == 0 and out.startswith("usage:") and "--" in out.split("options:", 1)[1]
+
+
+def test_the_training_help_lists_the_recipes_and_every_variant(monkeypatch, capsys):
+    from modeling_q2l.zoo.variants import VARIANTS
+
+    with pytest.raises(SystemExit):
+        arguments.parse_training_arguments(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert all(name in text for name in VARIANTS) and "fashion-mnist-mosaic:" in text and "general:" in text
+
+
+def test_building_mosaics_needs_an_output_folder_and_never_writes_over_a_dataset(tmp_path):
+    """No default output folder (it once was the repository's embedded dataset); a folder holding files is replaced
+    only when asked, and then no split of the old build is left behind."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_mosaic_dataset", REPO / "scripts" / "build_mosaic_dataset.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    embedded = sorted(path.stat().st_mtime_ns for path in EMBEDDED_DATASET.rglob("*"))
+    with pytest.raises(ValueError, match="Pass --output_dir"):
+        script.main(["--num_train", "4"])
+    occupied = tmp_path / "occupied"
+    (occupied / "data").mkdir(parents=True)
+    (occupied / "data" / "layout_old-00000-of-00001.parquet").write_bytes(b"old")
+    with pytest.raises(ValueError, match="not empty.*--overwrite_output_dir true"):
+        script.main(["--output_dir", str(occupied)])
+    assert sorted(path.stat().st_mtime_ns for path in EMBEDDED_DATASET.rglob("*")) == embedded
+    source = tmp_path / "source"
+    _single_label_dataset(source)
+    small = ["--dataset_name", str(source), "--num_train", "6", "--num_validation", "3", "--out_of_layout_split", "none", "--num_per_layout", "0"]
+    paths = script.main(["--output_dir", str(occupied), "--overwrite_output_dir", "true", *small])
+    assert sorted(path.name.split("-")[0] for path in (occupied / "data").glob("*.parquet")) == ["train", "validation"] == sorted(paths)
+
+
+def _single_label_dataset(folder):
+    """A tiny single-label image dataset on disk (ClassLabel column), from real garments of the embedded set."""
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    from helpers import validation_images
+
+    images = [image.convert("L").resize((28, 28)) for image in validation_images(60)]
+    features = Features({"image": Image(), "label": ClassLabel(names=["a", "b", "c"])})
+    Dataset.from_dict({"image": images, "label": [index % 3 for index in range(60)]}, features=features).save_to_disk(str(folder))

@@ -84,6 +84,35 @@ def test_resuming_from_a_named_incomplete_checkpoint_is_a_clear_error(reference,
         checkpoint_to_resume(training_args)
 
 
+def learning_rates(trainer) -> dict:
+    return {entry["step"]: entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry}
+
+
+def test_resuming_with_a_longer_run_rebuilds_the_one_cycle_schedule_for_it(reference, tmp_path, caplog):
+    """Extending a run (the same folder, more epochs): the checkpoint's one-cycle schedule was built for 10 steps;
+    the resumed run follows a schedule built for 20, from step 8 on exactly as a 20-step run does, and says so."""
+    source, _, _ = reference
+    extended = tmp_path / "extended"
+    shutil.copytree(source / "checkpoint-8", extended / "checkpoint-8")
+    with caplog.at_level("INFO"):
+        resumed, _ = train(extended, "--num_train_epochs", "4")
+    assert resumed.state.global_step == 20
+    assert any("built for 10 steps, this run asks for 20; the schedule is rebuilt" in record.getMessage() for record in caplog.records)
+    scheduler = torch.load(extended / "checkpoint-20" / "scheduler.pt", weights_only=True)
+    assert (scheduler["total_steps"], scheduler["last_epoch"]) == (20, 20)
+    uninterrupted, _ = train(tmp_path / "twenty", "--num_train_epochs", "4")
+    expected = {step: rate for step, rate in learning_rates(uninterrupted).items() if step > 8}
+    continued = {step: rate for step, rate in learning_rates(resumed).items() if step > 8}
+    assert continued == pytest.approx(expected, rel=1e-6) and len(expected) == 12
+
+
+def test_resuming_with_fewer_steps_than_the_checkpoint_has_is_one_clear_line(reference, tmp_path):
+    source, _, _ = reference
+    shutil.copytree(source / "checkpoint-8", tmp_path / "checkpoint-8")
+    with pytest.raises(ValueError, match=r"checkpoint-8 has already trained 8 steps, and this run asks for 6 in all: ask for more steps"):
+        train(tmp_path, "--max_steps", "6")
+
+
 def test_sigterm_saves_a_checkpoint_and_the_next_run_ends_as_the_uninterrupted_one(reference, tmp_path):
     _, reference_trainer, _ = reference
     output = tmp_path / "preempted"
