@@ -11,6 +11,12 @@ import torch
 from helpers import tiny_config
 
 
+def pytest_configure(config):
+    # transformers' convention: `slow` tests train, launch processes, compile or drive a browser. The loop for every
+    # edit is `python -m pytest -m "not slow" tests`; CI (.ci/run) runs everything.
+    config.addinivalue_line("markers", "slow: trains a model, launches a process, compiles or drives a browser")
+
+
 @pytest.fixture
 def tiny_model():
     from modeling_q2l import Query2LabelForMultiLabelClassification

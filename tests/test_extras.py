@@ -8,6 +8,9 @@ from helpers import REPO, save_model_folder, tiny_config
 
 from modeling_q2l.extras import EXTRA_OF_MODULE, MissingExtraError, require
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 # a Python that cannot import the named packages, whatever is installed
 BLOCK = "import sys; [sys.modules.__setitem__(name, None) for name in sys.argv[1].split(',')]; sys.argv = sys.argv[2:]; import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
 

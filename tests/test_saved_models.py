@@ -79,6 +79,7 @@ def test_every_loader_of_saved_models_says_the_same(saved, tmp_path, monkeypatch
     assert load_classifier(str(saved), "cpu")[0].config.num_labels == 7  # the undamaged folder loads
 
 
+@pytest.mark.slow
 def test_the_command_line_prints_one_line(saved, tmp_path):
     folder = damaged(saved, tmp_path, "weights_cut_short")
     image = tmp_path / "image.png"

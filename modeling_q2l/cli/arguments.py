@@ -179,8 +179,8 @@ class Query2LabelTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(
         default=ONE_CYCLE,
         metadata={
-            "help": "one_cycle (the official recipe, stepped every iteration; --warmup_steps or --warmup_ratio set its "
-            "warm-up, default a fifth of the steps) or any transformers scheduler: linear, cosine, constant, constant_with_warmup, ..."
+            "help": "one_cycle (the official recipe, stepped every iteration; --warmup_steps sets its warm-up: steps, or "
+            "below 1 a fraction of them; default a fifth) or any transformers scheduler: linear, cosine, constant, constant_with_warmup, ..."
         },
     )
     eval_strategy: IntervalStrategy | str = field(

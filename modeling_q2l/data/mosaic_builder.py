@@ -45,17 +45,17 @@ def _source(args, split: str | None = None) -> tuple[np.ndarray, np.ndarray, lis
 
 def build_mosaic_dataset(args) -> dict:
     """Draw train and validation mosaics from disjoint parts of the source split; write parquet and a card."""
+    layouts = list(args.held_out_layouts or []) if args.num_per_layout > 0 else []
+    for name in layouts:
+        held_out_layout(name)  # an unknown name stops here, before anything is drawn or written
     if args.output_dir is None:
         raise ValueError("Pass --output_dir: the folder to write the dataset into (e.g. outputs/my-mosaics).")
     output_dir = Path(args.output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        if not getattr(args, "overwrite_output_dir", False):
-            raise ValueError(
-                f"{output_dir} is not empty: pass another --output_dir, or --overwrite_output_dir true to replace the "
-                "dataset in it (its parquet files and card)."
-            )
-        for stale in (output_dir / "data").glob("*.parquet"):  # splits this build may not write again
-            stale.unlink()
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not getattr(args, "overwrite_output_dir", False):
+        raise ValueError(
+            f"{output_dir} is not empty: pass another --output_dir, or --overwrite_output_dir true to replace the "
+            "dataset in it (its parquet files and card)."
+        )
     images, labels, names, source = _source(args)
     order = np.random.default_rng(args.seed).permutation(len(images))
     cut = len(images) * 5 // 6  # validation mosaics never reuse a training object
@@ -75,9 +75,6 @@ def build_mosaic_dataset(args) -> dict:
         ("validation", order[cut:], args.num_validation, args.seed + 1),
     ]:
         splits[split] = build_mosaics(images[pool], labels[pool], count, spec, seed=seed, **encoding)
-    layouts = list(args.held_out_layouts or []) if args.num_per_layout > 0 else []
-    for name in layouts:
-        held_out_layout(name)  # an unknown name stops here, before any mosaic is drawn
     if args.out_of_layout_split and args.out_of_layout_split.lower() != "none" and (args.num_out_of_layout > 0 or layouts):
         held_out_images, held_out_labels, _, _ = _source(args, args.out_of_layout_split)
         if args.num_out_of_layout > 0:
@@ -92,6 +89,8 @@ def build_mosaic_dataset(args) -> dict:
                 held_out_images, held_out_labels, args.num_per_layout, layout.spec(spec), seed=args.seed + 3 + offset,
                 image_format=args.image_format, jpeg_quality=layout.jpeg_quality if args.image_format == "JPEG" else args.jpeg_quality,
             )  # fmt: skip
+    for stale in (output_dir / "data").glob("*.parquet"):  # an earlier build's splits this one may not write again
+        stale.unlink()
     paths = save_mosaic_splits(splits, names, args.output_dir)
     card = mosaic_dataset_card(splits, names, source, spec, args)
     (Path(args.output_dir) / "README.md").write_text(card, encoding="utf-8")

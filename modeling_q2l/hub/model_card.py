@@ -311,7 +311,7 @@ def _recipe_sentence(summary: TrainingSummary) -> str:
     if not summary.recipe:
         return ""
     changed = "; ".join(f"`{option}` {words}" for option, words in (summary.recipe_overrides or {}).items())
-    return f"Recipe: {summary.recipe}" + (f", with these values overridden: {changed}. " if changed else ", as it is. ")
+    return f"Recipe: {summary.recipe}" + (f", with these values overridden: {changed}. " if changed else ". ")
 
 
 def _resolution_sentence(summary: TrainingSummary, image_size: int) -> str:

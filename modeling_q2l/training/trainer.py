@@ -60,6 +60,36 @@ def uses_channels_last(model, args, fsdp: bool = False) -> bool:
     )
 
 
+class ResumableOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """The official recipe's one-cycle schedule, which keeps its own length when a checkpoint's state is loaded.
+
+    A checkpoint's schedule knows the length of the run that saved it. Resuming with another length (a larger
+    `--max_steps` or `--num_train_epochs`, a common way of extending training) would restore the old length, and torch
+    would stop at its end ("Tried to step N times"). Here the schedule stays the one built for this run's length, moved
+    to the step the checkpoint reached, said in one log line; a length the checkpoint has already passed stops with one
+    line saying what to do."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_length, done = state_dict["total_steps"], state_dict["last_epoch"]
+        if saved_length == self.total_steps:
+            return super().load_state_dict(state_dict)
+        if done >= self.total_steps:
+            raise ValueError(
+                f"The checkpoint this run resumes from has already trained {done} steps, and this run asks for "
+                f"{self.total_steps} in all: ask for more steps (--max_steps or --num_train_epochs) to continue it, or "
+                "pass --overwrite_output_dir true to start over."
+            )
+        self.last_epoch = done - 1
+        with warnings.catch_warnings():  # the optimizer has not stepped in this process yet: no step is skipped
+            warnings.simplefilter("ignore", UserWarning)
+            self.step()  # the rate and momentum of step `done` of this run's schedule
+        logger.info(
+            "Resuming at step %d: the checkpoint's one-cycle schedule was built for %d steps, this run asks for %d; "
+            "the schedule is rebuilt for %d steps and continues from step %d.", done, saved_length, self.total_steps,
+            self.total_steps, done,
+        )  # fmt: skip
+
+
 class Query2LabelTrainer(Trainer):
     """A Trainer for multi-label image classification with Query2Label.
 
@@ -182,7 +212,6 @@ class Query2LabelTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if str(self.args.lr_scheduler_type) != ONE_CYCLE:
             return super().create_scheduler(num_training_steps, optimizer)
-        self.one_cycle_steps = num_training_steps  # this run's length (a resumed checkpoint's schedule has its own)
         if self.lr_scheduler is None:
             optimizer = optimizer or self.optimizer
             self.lr_scheduler = self._one_cycle(optimizer, num_training_steps, [group["lr"] for group in optimizer.param_groups])
@@ -190,7 +219,7 @@ class Query2LabelTrainer(Trainer):
 
     def _one_cycle(self, optimizer, total_steps: int, peak_rates: list[float]):
         warmup = self.args.get_warmup_steps(total_steps) / total_steps or DEFAULT_ONE_CYCLE_WARMUP
-        return torch.optim.lr_scheduler.OneCycleLR(
+        return ResumableOneCycleLR(
             optimizer,
             max_lr=peak_rates,
             total_steps=total_steps,
@@ -198,35 +227,6 @@ class Query2LabelTrainer(Trainer):
             # AdamW's beta1 cycles against the rate as in the recipe; optimizers without momentum keep theirs
             cycle_momentum=all("betas" in group or "momentum" in group for group in optimizer.param_groups),
         )
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        """Resuming a one-cycle run: a checkpoint's schedule knows its own length. When this run asks for another
-        (a larger `--max_steps` or `--num_train_epochs`, a common way of extending training), the schedule is rebuilt
-        for the new length at the step the checkpoint reached, said in one log line; a length the checkpoint has
-        already passed stops with one line saying what to do."""
-        super()._load_optimizer_and_scheduler(checkpoint)
-        restored = self.lr_scheduler
-        if checkpoint is None or not isinstance(restored, torch.optim.lr_scheduler.OneCycleLR):
-            return
-        wanted, done = self.one_cycle_steps, restored.last_epoch
-        if restored.total_steps == wanted:
-            return
-        if done >= wanted:
-            raise ValueError(
-                f"{checkpoint} has already trained {done} steps, and this run asks for {wanted} in all: ask for more "
-                f"steps (--max_steps or --num_train_epochs) to continue it, or pass --overwrite_output_dir true to start over."
-            )
-        rebuilt = self._one_cycle(self.optimizer, wanted, [group["max_lr"] for group in self.optimizer.param_groups])
-        rebuilt.last_epoch = done - 1
-        with warnings.catch_warnings():  # the optimizer has not stepped in this process yet: nothing is skipped
-            warnings.simplefilter("ignore", UserWarning)
-            rebuilt.step()
-        logger.info(
-            "Resuming at step %d of %s: its one-cycle schedule was built for %d steps, this run asks for %d; the "
-            "schedule is rebuilt for %d steps and continues from step %d.", done, checkpoint, restored.total_steps,
-            wanted, wanted, done,
-        )  # fmt: skip
-        self.lr_scheduler = rebuilt
 
     # -- EMA --------------------------------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ from helpers import REPO, tiny_config
 from modeling_q2l.benchmark.suite import alternating, results_markdown, run_suite
 from modeling_q2l.cli.arguments import SuiteArguments
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 OFFICIAL_REPO = os.environ.get("Q2L_OFFICIAL_REPO")
 
 

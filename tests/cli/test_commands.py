@@ -81,6 +81,7 @@ def test_predict_reads_a_dataset_split_through_the_shared_loader(fashion_folder,
         commands.predict(["--model", str(fashion_folder), "--dataset_name", str(EMBEDDED_DATASET), "--split", "test"])
 
 
+@pytest.mark.slow
 def test_bad_input_to_a_script_is_one_line_and_exit_status_1(fashion_folder, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "predict.py"), "--model", str(fashion_folder), "--format", "xml", str(tmp_path)],
@@ -99,6 +100,7 @@ def test_the_demo_command_needs_a_model(monkeypatch):
     assert args.model == "org/model" and args.port == 7860
 
 
+@pytest.mark.slow
 def test_setup_reads_the_packages_one_version():
     import modeling_q2l
 

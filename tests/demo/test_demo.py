@@ -23,6 +23,9 @@ from modeling_q2l import (
 )
 from modeling_q2l.demo.app import classify
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 NAMES = [f"garment {i}" for i in range(12)]
 
 

@@ -122,6 +122,7 @@ def test_upsampled_maps_keep_their_mass_where_it_was():
     assert big[0, 0, :32, :32].sum() > 0.5 and big[0, 1, 96:, 64:96].sum() > 0.5
 
 
+@pytest.mark.slow
 def test_evaluate_reports_localization_with_its_chance_level(saved_fashion_model, tmp_path):
     report_path = tmp_path / "report.json"
     command = [
@@ -205,6 +206,7 @@ def test_explain_image_shows_the_labels_above_threshold_and_those_asked_for(save
         label_indices(FASHION_NAMES, ["Hat"])
 
 
+@pytest.mark.slow
 def test_visualize_attention_script(saved_fashion_model, tmp_path):
     images = validation_images(2, "RGB")
     for index, image in enumerate(images):
@@ -224,6 +226,7 @@ def test_visualize_attention_script(saved_fashion_model, tmp_path):
         assert figure.height > 5 * 250  # the mean over heads, then a row per head (4)
 
 
+@pytest.mark.slow
 def test_the_training_run_saves_its_figures_and_its_card_shows_them(tmp_path):
     from helpers import tiny_training_argv
     from huggingface_hub import ModelCard
@@ -274,6 +277,7 @@ def coloured_squares(count: int, generator: torch.Generator):
     return images, labels, boxes
 
 
+@pytest.mark.slow
 def test_a_tiny_trained_model_points_at_its_objects_far_above_chance():
     """Trained for 150 steps on coloured squares, with stride-8 features (an 8 x 8 grid): the maps of unseen images
     point inside the right square far more often than a random point would."""
@@ -300,6 +304,7 @@ def test_a_tiny_trained_model_points_at_its_objects_far_above_chance():
     assert summary["pointing_game"] > 5 * summary["chance"] and summary["mass_in_boxes"] > 2 * summary["chance"]
 
 
+@pytest.mark.slow
 def test_without_matplotlib_the_run_saves_its_model_and_says_why_there_are_no_figures(tmp_path, caplog, monkeypatch):
     import sys
 

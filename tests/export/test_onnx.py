@@ -12,6 +12,9 @@ from modeling_q2l import Query2LabelForMultiLabelClassification
 from modeling_q2l.benchmark.suite import results_markdown, run_suite
 from modeling_q2l.cli.arguments import SuiteArguments
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 
 def test_onnx_export_matches_pytorch_at_any_batch_and_resolution(tmp_path):
     from modeling_q2l.export.onnx import check_onnx_parity, export_onnx

@@ -12,6 +12,9 @@ from huggingface_hub import ModelCard
 from modeling_q2l.cli.arguments import PublishArguments
 from modeling_q2l.hub.publish import PublishError, publish
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):

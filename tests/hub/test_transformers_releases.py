@@ -13,6 +13,9 @@ from PIL import Image
 from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
 from modeling_q2l.hub.remote_code_check import check_folder_without_package
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 OTHER_RELEASES = [path for path in os.environ.get("Q2L_COMPAT_PYTHONS", "").split(os.pathsep) if path]
 TRANSFORMERS4 = os.environ.get("Q2L_TRANSFORMERS4_PYTHON")
 

@@ -213,6 +213,7 @@ def test_a_backbone_with_nothing_to_change_runs_as_it_is():
     assert inference_copy.folded == inference_copy.linears == 0
 
 
+@pytest.mark.slow
 def test_the_compiled_backbone_gives_the_eager_logits_and_recompiles_after_a_weight_change():
     model, plain = pair_of_models(tiny_config, compile_cpu_inference=True)
     pixels = torch.randn(2, 3, 64, 64)

@@ -45,6 +45,7 @@ def test_label_groups_must_fit_the_labels(groups):
         tiny_config(num_labels=12, label_groups=groups)
 
 
+@pytest.mark.slow
 def test_a_grouped_model_trains_saves_and_loads_through_remote_code(tmp_path):
     from transformers import AutoModelForImageClassification
 

@@ -218,6 +218,7 @@ def test_cvt_uses_the_authors_quick_gelu():
     assert (quick(pixels).logits - exact(pixels).logits).abs().max() > 1e-4  # the activation matters
 
 
+@pytest.mark.slow
 def test_quick_gelu_is_rebuilt_from_a_saved_folder_with_remote_code(tmp_path):
     import json
 

@@ -168,6 +168,7 @@ def test_eager_and_sdpa_attention_agree(make_config, tmp_path):
     torch.testing.assert_close(sdpa(pixels()).logits, eager(pixels()).logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager_mode():
     model = new_model(timm_config())
     expected = model(pixels()).logits

@@ -10,6 +10,9 @@ from transformers import pipeline
 
 from modeling_q2l.hub.remote_code_check import check_folder_without_package
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 LABELS = ["cat", "dog", "car", "tree", "person"]
 
 

@@ -109,6 +109,7 @@ def test_freezing_the_backbone_and_its_first_stages(tmp_path):
     assert all(p.requires_grad for name, p in head_only.named_parameters() if ".backbone." not in f".{name}")
 
 
+@pytest.mark.slow
 def test_fine_tuning_onto_other_labels_from_the_command_line(tmp_path):
     # a source model with 5 other labels, 3 of them shared with the embedded set's under other spellings
     names = ["t shirt/TOP", "sandal", "ankle-boot", "hat", "scarf"]

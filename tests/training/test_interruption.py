@@ -17,6 +17,9 @@ from modeling_q2l.training.interruption import FolderUpdate, checkpoint_problem
 from modeling_q2l.training.main import run
 from modeling_q2l.training.resume import checkpoint_to_resume
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 COMMON = ["--save_strategy", "steps", "--save_steps", "2", "--max_train_samples", "40", "--per_device_train_batch_size", "8",
           "--num_train_epochs", "2", "--ema_decay", "0.9"]  # fmt: skip
 
@@ -109,7 +112,7 @@ def test_resuming_with_a_longer_run_rebuilds_the_one_cycle_schedule_for_it(refer
 def test_resuming_with_fewer_steps_than_the_checkpoint_has_is_one_clear_line(reference, tmp_path):
     source, _, _ = reference
     shutil.copytree(source / "checkpoint-8", tmp_path / "checkpoint-8")
-    with pytest.raises(ValueError, match=r"checkpoint-8 has already trained 8 steps, and this run asks for 6 in all: ask for more steps"):
+    with pytest.raises(ValueError, match=r"The checkpoint this run resumes from has already trained 8 steps, and this run asks for 6 in all: ask for more steps"):
         train(tmp_path, "--max_steps", "6")
 
 

@@ -27,17 +27,29 @@ def test_fusing_keeps_the_last_stage_in_the_chosen_grid():
 
 
 def test_the_main_jobs_model_attends_to_the_fused_dense_grid():
+    from dataclasses import fields
+
     from modeling_q2l.cli.arguments import ModelArguments
     from modeling_q2l.training.model_setup import build_model
+    from modeling_q2l.training.recipes import FASHION_MNIST_MOSAIC, get_recipe
 
-    config = build_model(ModelArguments(backbone_weights="none"), [str(index) for index in range(10)]).model.config
+    options = {field.name for field in fields(ModelArguments)}
+    demo = {name: value for name, value in get_recipe(FASHION_MNIST_MOSAIC).values.items() if name in options}
+    demo.update(backbone_weights="none", frozen_backbone_stages=None, feature_fusion_channels=None)
+
+    def config_of(**changes):
+        return build_model(ModelArguments(**{**demo, **changes}), ["a", "b"]).model.config
+
+    config = config_of()
     assert config.backbone_kwargs == {"out_indices": [3, 4]} and config.fuse_feature_levels and config.encoder_layers == 0
-    alone = build_model(ModelArguments(backbone_weights="none", fuse_feature_levels=False), ["a", "b"]).model.config
+    alone = config_of(fuse_feature_levels=False)
     assert alone.backbone_kwargs == {"out_indices": [3]} and not alone.fuse_feature_levels
-    wide = build_model(ModelArguments(backbone_weights="none", feature_fusion_channels=256), ["a", "b"]).model
+    wide = build_model(ModelArguments(**{**demo, "feature_fusion_channels": 256}), ["a", "b"]).model
     assert wide.config.feature_fusion_channels == 256 and wide.get_backbone().num_features == 256
     with pytest.raises(ValueError, match="--feature_fusion_channels sets the width of fused feature levels, but this run's queries attend to one level"):
-        build_model(ModelArguments(backbone_weights="none", fuse_feature_levels=False, feature_fusion_channels=256), ["a", "b"])
+        config_of(fuse_feature_levels=False, feature_fusion_channels=256)
+    general = build_model(ModelArguments(backbone_weights="none"), ["a", "b"]).model.config  # 224 px: the last stage, 7 x 7
+    assert general.backbone_kwargs is None and general.image_size == 224 and general.encoder_layers == 1
 
 
 def test_the_chosen_stage_gives_the_promised_grid():

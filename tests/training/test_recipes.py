@@ -132,3 +132,23 @@ def test_the_train_script_names_the_embedded_dataset_and_its_recipe():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.EMBEDDED_DATASET == str(EMBEDDED_DATASET)
+
+
+@pytest.mark.slow
+def test_a_variant_run_trains_the_papers_head_and_its_card_names_the_recipe_and_the_overrides(tmp_path):
+    """`--variant Q2L-R101-448` shrunk to a tiny backbone: the paper's frozen stem and first stage, its schedule and
+    loss, and a card that says which recipe ran and each value that was changed."""
+    from helpers import tiny_training_argv
+
+    from modeling_q2l.cli.commands import train
+
+    report = train(["--variant", "Q2L-R101-448", *tiny_training_argv(tmp_path, "--max_steps", "2")], SCRIPT_DEFAULTS, FASHION_MNIST_MOSAIC)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["frozen_backbone_modules"] == ["conv1", "bn1", "layer1"] and config["freeze_backbone_batch_norm"]
+    assert (config["encoder_layers"], config["decoder_layers"], config["asl_gamma_neg"]) == (1, 2, 2.0)
+    assert report["extra_splits"] == {} or "extra_splits" not in report  # not the demo's splits, on the demo's data
+    card = (tmp_path / "README.md").read_text()
+    assert "Recipe: `Q2L-R101-448` (the paper's Q2L-R101-448" in card
+    for changed in ("`backbone` test_resnet (recipe: resnet101)", "`image_size` 64 (recipe: 448)", "`hidden_size` 32 (recipe: 2048)", "`per_device_train_batch_size` 8 (recipe: 64)"):
+        assert changed in card, changed
+    assert "one-cycle schedule with peak learning rate 0.0001" in card and "conv1, bn1, layer1 were not trained" in card

@@ -63,6 +63,7 @@ def make_trainer(tmp_path, model=None, dataset=None, **kwargs):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size,accumulation", [(4, 2), (3, 3)])
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, batch_size, accumulation):
     def gradients(batch, steps):
@@ -130,6 +131,7 @@ def test_one_cycle_schedule_peaks_after_a_fifth(tmp_path):
     assert max(rates) == pytest.approx(1e-3) and rates[-1] < 1e-5 and rates[0] < 1e-4
 
 
+@pytest.mark.slow
 def test_ema_is_evaluated_checkpointed_and_restored(tmp_path):
     trainer = make_trainer(tmp_path, ema_decay=0.9, per_device_train_batch_size=4, max_steps=2, save_steps=2, save_strategy="steps")
     trainer.train()
@@ -166,6 +168,7 @@ def test_adaptive_asymmetry_moves_gamma_neg_toward_the_target_gap(tmp_path):
     assert model.config.asl_gamma_neg == start  # the config keeps the starting value
 
 
+@pytest.mark.slow
 def test_adaptive_asymmetry_inside_training(tmp_path):
     trainer = make_trainer(
         tmp_path, adaptive_asymmetry=(0.9, 5.0), per_device_train_batch_size=4, max_steps=2, logging_steps=1,

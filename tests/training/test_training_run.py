@@ -18,6 +18,9 @@ from modeling_q2l.cli.arguments import parse_training_arguments as parse_argumen
 from modeling_q2l.cli.commands import train as main
 from modeling_q2l.training.main import run
 
+# trains, launches processes, compiles or drives a browser: deselected by `pytest -m "not slow"`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -35,6 +35,7 @@ def test_architecture_and_pretrained_facts_are_kept_apart():
         get_pretrained_facts("Q2L-R50-224")
 
 
+@pytest.mark.slow
 def test_create_model_without_weights_and_with_a_saved_folder(tmp_path):
     model, processor = create_model_and_processor("Q2L-R101-448", num_labels=3, image_size=64)
     assert isinstance(model, Query2LabelForMultiLabelClassification)
