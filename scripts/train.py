@@ -11,14 +11,13 @@ Arguments: `python scripts/train.py --help` (recipes, model, data and TrainingAr
 from pathlib import Path
 
 from modeling_q2l.cli.commands import run_script, train
-from modeling_q2l.training.recipes import FASHION_MNIST_MOSAIC
 
 # the repository's embedded dataset, trained with its own recipe: the package itself never assumes a data folder
 EMBEDDED_DATASET = str(Path(__file__).resolve().parents[1] / "data" / "fashion-mnist-mosaic")
 
 
 def main(argv=None) -> dict:
-    return train(argv, defaults={"dataset_name": EMBEDDED_DATASET}, default_dataset_recipe=FASHION_MNIST_MOSAIC)
+    return train(argv, defaults={"dataset_name": EMBEDDED_DATASET}, default_dataset_recipe="fashion-mnist-mosaic")
 
 
 if __name__ == "__main__":

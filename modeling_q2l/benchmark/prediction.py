@@ -11,19 +11,19 @@ import torch
 
 from ..data.loading import load_raw_datasets, open_image
 from ..evaluation.predict import expand_inputs, file_sources, iter_predictions, load_classifier
-from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
+from ..model import Query2LabelForMultiLabelClassification
 from ..zoo.backbone_weights import image_processor_for_backbone
 from .machine import machine_description
-from .suite import DEMO
+from .suite import demo_config
 
 
 def model_and_processor(model_path: str | None = None, threads: int | None = None):
-    """A saved model on the CPU, or the main job's architecture (`suite.DEMO`) with random weights."""
+    """A saved model on the CPU, or the main job's model (`suite.demo_config`) with random weights."""
     if threads:
         torch.set_num_threads(threads)
     if model_path:
         return load_classifier(model_path, "cpu")
-    config = Query2LabelConfig(**DEMO)
+    config = demo_config()
     return Query2LabelForMultiLabelClassification(config).eval(), image_processor_for_backbone(config)
 
 

@@ -11,16 +11,28 @@ from pathlib import Path
 
 import torch
 
+from ..data.labels import FASHION_MNIST_LABELS
+from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
+from ..zoo.recipes import FASHION_MNIST_MOSAIC, get_recipe, recipe_config
 from ..zoo.variants import VARIANTS, variant_config
 from .machine import float32_matmul_peak_gflops, gflops_per_call, machine_description
-from ..model import Query2LabelConfig, Query2LabelForMultiLabelClassification
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# The demo configuration of the main job (scripts/train.py's defaults), for quick runs.
-DEMO = dict(
-    backbone="tf_efficientnet_lite0", num_labels=10, image_size=128, hidden_size=256, use_input_projection=True,
-    intermediate_size=1024,
-)  # fmt: skip
+
+
+def demo_config() -> Query2LabelConfig:
+    """The model the main job saves: the `fashion-mnist-mosaic` recipe's, at the resolution it is saved and run at."""
+    config = recipe_config(FASHION_MNIST_MOSAIC, list(FASHION_MNIST_LABELS))
+    config.image_size = get_recipe(FASHION_MNIST_MOSAIC).values["inference_image_size"]
+    return config
+
+
+def _with_settings(config: Query2LabelConfig, settings: dict) -> Query2LabelConfig:
+    values = config.to_dict()
+    if "num_labels" in settings:  # the label names and thresholds follow the new label count
+        for key in ("id2label", "label2id", "label_thresholds"):
+            values.pop(key, None)
+    return Query2LabelConfig(**{**values, **settings})
 
 
 def synchronize(device: torch.device) -> None:
@@ -77,13 +89,9 @@ def build_config(args, **overrides) -> Query2LabelConfig:
         settings["backbone"] = args.backbone
     settings.update(overrides)
     if args.variant == "demo":
-        return Query2LabelConfig(**{**DEMO, **settings})
+        return _with_settings(demo_config(), settings)
     if Path(args.variant, "config.json").is_file():
-        saved = Query2LabelConfig.from_pretrained(args.variant).to_dict()
-        if "num_labels" in settings:  # the label names and thresholds follow the new label count
-            for key in ("id2label", "label2id", "label_thresholds"):
-                saved.pop(key, None)
-        return Query2LabelConfig(**{**saved, **settings})
+        return _with_settings(Query2LabelConfig.from_pretrained(args.variant), settings)
     return variant_config(args.variant, **settings)
 
 

@@ -17,8 +17,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from ..data.layouts import HELD_OUT_LAYOUTS
 from ..data.loading import default_loader_workers
 from ..data.splits import DEFAULT_EVAL_SPLIT
-from ..training.recipes import choose_recipe, recipes_help
-from ..training.trainer import ONE_CYCLE
+from ..zoo.recipes import ONE_CYCLE, choose_recipe, recipes_help
 from ..zoo.variants import VARIANTS
 
 
@@ -503,7 +502,7 @@ class DemoArguments:
 
 def parse_training_arguments(argv=None, defaults: dict | None = None, default_dataset_recipe: str | None = None):
     """(model, data, training) arguments from the command line (or one JSON file), starting from a recipe
-    (`training.recipes`): `--recipe`, else the `--variant`'s, else `default_dataset_recipe` when the run trains on the
+    (`zoo.recipes`): `--recipe`, else the `--variant`'s, else `default_dataset_recipe` when the run trains on the
     entry point's default dataset (`defaults["dataset_name"]`, e.g. the embedded mosaics, which the package itself never
     assumes), else `general`. Options given override the recipe's values; `model_args.recipe` names the recipe used."""
     parser = HfArgumentParser((ModelArguments, DataArguments, Query2LabelTrainingArguments))

@@ -22,7 +22,7 @@ from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
 from .model_setup import build_model
 from .push import push_outputs, take_over_push
-from .recipes import GENERAL, get_recipe, overridden_values
+from ..zoo.recipes import GENERAL, get_recipe, overridden_values
 from .resume import checkpoint_to_resume
 from .runtime import configure_cpu_threads, configure_logging
 from .summary import summarise_run

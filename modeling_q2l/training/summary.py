@@ -2,8 +2,7 @@
 
 from ..data.mosaic import is_fashion_mnist_mosaic
 from ..hub.model_card import TrainingSummary
-from .recipes import GENERAL, get_recipe, overridden_values
-from .trainer import ONE_CYCLE
+from ..zoo.recipes import GENERAL, ONE_CYCLE, get_recipe, overridden_values
 
 OPTIMIZER_NAMES = {"adamw_torch": "AdamW", "adamw_torch_fused": "AdamW (fused)", "sgd": "SGD", "adafactor": "Adafactor"}
 

@@ -22,12 +22,11 @@ from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..evaluation.metrics import MULTILABEL_METRICS_MODULE, sigmoid_scores
+from ..zoo.recipes import ONE_CYCLE
 from .callbacks import AdaptiveAsymmetryCallback, AugmentationEpochCallback, EmaCallback
 
 logger = logging.getLogger(__name__)
 
-# The official recipe's schedule: one-cycle, stepped every iteration (`lr_scheduler_type="one_cycle"`).
-ONE_CYCLE = "one_cycle"
 DEFAULT_ONE_CYCLE_WARMUP = 0.2
 
 

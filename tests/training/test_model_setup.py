@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from modeling_q2l.training.model_setup import backbone_kwargs_for_grid
+from modeling_q2l.zoo.architecture import backbone_kwargs_for_grid
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_the_main_jobs_model_attends_to_the_fused_dense_grid():
 
     from modeling_q2l.cli.arguments import ModelArguments
     from modeling_q2l.training.model_setup import build_model
-    from modeling_q2l.training.recipes import FASHION_MNIST_MOSAIC, get_recipe
+    from modeling_q2l.zoo.recipes import FASHION_MNIST_MOSAIC, get_recipe
 
     options = {field.name for field in fields(ModelArguments)}
     demo = {name: value for name, value in get_recipe(FASHION_MNIST_MOSAIC).values.items() if name in options}

@@ -9,7 +9,7 @@ from helpers import EMBEDDED_DATASET, REPO
 
 from modeling_q2l.cli.arguments import parse_training_arguments
 from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
-from modeling_q2l.training.recipes import FASHION_MNIST_MOSAIC, GENERAL, RECIPES, get_recipe, overridden_values
+from modeling_q2l.zoo.recipes import FASHION_MNIST_MOSAIC, GENERAL, RECIPES, get_recipe, overridden_values
 from modeling_q2l.zoo.variants import VARIANTS, variant_config
 
 SCRIPT_DEFAULTS = {"dataset_name": str(EMBEDDED_DATASET)}  # what scripts/train.py passes
@@ -81,20 +81,20 @@ def test_a_variants_values_are_overridden_one_by_one_and_the_overrides_named():
 
 
 def test_a_variants_model_is_the_papers_with_the_overridden_fields_only():
-    from modeling_q2l.training.model_setup import _variant_config
+    from modeling_q2l.zoo.architecture import config_from_options
 
-    labels = {"id2label": {0: "cat", 1: "dog"}, "label2id": {"cat": 0, "dog": 1}}
+    labels = ["cat", "dog"]
     model_args, _, _ = parse("--variant", "Q2L-R101-448")
-    config = _variant_config(model_args, labels, {})
+    config = config_from_options(vars(model_args), labels)
     paper = variant_config("Q2L-R101-448")
     assert config.num_labels == 2 and config.frozen_backbone_modules == ["conv1", "bn1", "layer1"]
     for field in ("backbone", "image_size", "hidden_size", "use_input_projection", "encoder_layers", "intermediate_size", "freeze_backbone_batch_norm"):
         assert getattr(config, field) == getattr(paper, field), field
     model_args, _, _ = parse("--variant", "Q2L-R101-448", "--image_size", "224", "--hidden_size", "256")
-    config = _variant_config(model_args, labels, {})
+    config = config_from_options(vars(model_args), labels)
     assert (config.image_size, config.hidden_size, config.use_input_projection) == (224, 256, True)  # a narrower head projects
     model_args, _, _ = parse("--variant", "Q2L-CvT-w24-384")
-    config = _variant_config(model_args, labels, {})
+    config = config_from_options(vars(model_args), labels)
     assert config.backbone is None and config.backbone_config.model_type == "cvt" and config.backbone_hidden_act == "quick_gelu"
 
 
@@ -112,6 +112,22 @@ def test_a_variant_starts_from_its_own_pretrained_backbone_and_says_so_when_it_c
         weights = backbone_weights.load_pretrained_backbone(model, None, get_pretrained_facts("Q2L-R101-448").base_model)
     assert asked == ["resnet101.tv_in1k"] and not weights.pretrained
     assert "starts from random weights: offline" in caplog.text
+
+
+def test_the_benchmarks_build_the_demo_model_the_main_job_trains():
+    """One home for the demo's recipe: the model the main job builds from its parsed options is the one
+    `recipe_config` gives the benchmarks."""
+    from modeling_q2l.training.model_setup import build_model
+    from modeling_q2l.zoo.recipes import recipe_config
+
+    labels = [str(index) for index in range(10)]
+    model_args, _, _ = parse("--backbone_weights", "none")
+    trained = build_model(model_args, labels).model.config.to_dict()
+    benchmarked = recipe_config(FASHION_MNIST_MOSAIC, labels).to_dict()
+    for key in ("transformers_version", "freeze_backbone_stages"):
+        trained.pop(key, None), benchmarked.pop(key, None)
+    assert trained == benchmarked and benchmarked["backbone_kwargs"] == {"out_indices": [3, 4]}
+    assert benchmarked["feature_fusion_channels"] == 256 and benchmarked["encoder_layers"] == 0
 
 
 def test_every_recipe_sets_only_options_that_exist():

@@ -14,7 +14,7 @@ from modeling_q2l.training.callbacks import (
     EMA_WEIGHTS_NAME,
     AdaptiveAsymmetryCallback,
 )
-from modeling_q2l.training.model_setup import loss_settings
+from modeling_q2l.zoo.architecture import loss_settings
 from modeling_q2l.training.trainer import Query2LabelTrainer
 
 

@@ -11,17 +11,22 @@ own option on the command line; the card of the trained model names the recipe a
   resolution, and the authors' COCO training recipe (the README command of github SlongLiu/query2labels and the
   paper, section 4.1).
 
-Option names are those of `cli.arguments` (`ModelArguments`, `DataArguments`, `Query2LabelTrainingArguments`).
+Option names are those of `cli.arguments` (`ModelArguments`, `DataArguments`, `Query2LabelTrainingArguments`);
+the benchmarks build the demo's model from its recipe too.
 """
 
 from dataclasses import dataclass, field
 
 from ..data.layouts import HELD_OUT_LAYOUTS, layout_split_name
-from ..zoo.variants import VARIANTS, variant_config
-from .model_setup import CONFIG_FIELDS_OF_MODEL_ARGUMENTS
-from .trainer import ONE_CYCLE
+from .architecture import ARCHITECTURE_OPTIONS, config_from_options
+from .variants import VARIANTS, variant_config
 
 GENERAL = "general"
+
+# The official recipe's schedule: one-cycle, stepped every iteration (`lr_scheduler_type="one_cycle"`, which only
+# `training.trainer.Query2LabelTrainer` knows).
+ONE_CYCLE = "one_cycle"
+
 FASHION_MNIST_MOSAIC = "fashion-mnist-mosaic"
 
 
@@ -39,13 +44,31 @@ class Recipe:
 # layout_* splits of `data.layouts`), where the queries look on out_of_layout, layout randomisation so that layouts
 # it never saw keep the accuracy, and the settings the tuning rounds in BENCHMARKS.md chose.
 _FASHION_MNIST_MOSAIC_VALUES = {
+    # the model: every option its config depends on (`architecture.CONFIG_OPTIONS`), so that it is the same model
+    # whatever the general defaults become, and the benchmarks build it from here (`recipe_config`)
+    "variant": None,
     "backbone": "tf_efficientnet_lite0",
+    "backbone_kwargs": None,
     "image_size": 128,
-    "inference_image_size": 160,
-    "encoder_layers": 0,
     "min_feature_grid": 6,
     "fuse_feature_levels": True,
     "feature_fusion_channels": 256,
+    "classifier_head": "query2label",
+    "hidden_size": 256,
+    "encoder_layers": 0,
+    "decoder_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 1024,
+    "dropout": 0.1,
+    "pre_norm": False,
+    "label_groups": None,
+    "loss": "asl",
+    "gamma_neg": 2.0,
+    "gamma_pos": 0.0,
+    "clip": 0.0,
+    "focal_gamma": 2.0,
+    # how it is trained, evaluated and saved
+    "inference_image_size": 160,
     "frozen_backbone_stages": 3,
     "extra_eval_split_names": ["out_of_layout", *(layout_split_name(name) for name in HELD_OUT_LAYOUTS)],
     "localization_split_name": "out_of_layout",
@@ -88,7 +111,10 @@ def _paper_recipe(name: str) -> Recipe:
         description=f"the paper's {name}: its architecture at {variant.image_size} px and the authors' COCO training recipe",
         values={
             "variant": name,
-            **{option: getattr(config, option) for option in CONFIG_FIELDS_OF_MODEL_ARGUMENTS},
+            **{option: getattr(config, option) for option in ARCHITECTURE_OPTIONS},
+            # the backbone's last feature map, as the paper attends to
+            "backbone_kwargs": None, "min_feature_grid": 0, "fuse_feature_levels": False, "feature_fusion_channels": None,
+            "focal_gamma": 2.0,
             **PAPER_TRAINING_VALUES,
             "output_dir": f"outputs/{name}",
         },
@@ -139,6 +165,12 @@ def overridden_values(recipe: Recipe, *argument_objects) -> dict:
         if ran != value:
             changed[option] = (value, ran)
     return changed
+
+
+def recipe_config(name: str, label_names: list[str]):
+    """The `Query2LabelConfig` a run with the recipe `name` builds for `label_names` (before a command-line option
+    changes it), e.g. the demo's model for the benchmarks."""
+    return config_from_options(get_recipe(name).values, label_names)
 
 
 def recipes_help() -> str:
