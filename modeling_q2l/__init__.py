@@ -42,7 +42,12 @@ Query2LabelImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 AutoConfig.register("query2label", Query2LabelConfig, exist_ok=True)
 AutoModel.register(Query2LabelConfig, Query2LabelModel, exist_ok=True)
-AutoModelForImageClassification.register(Query2LabelConfig, Query2LabelForMultiLabelClassification, exist_ok=True)
+# Both classification heads share the config class: transformers picks among registered classes by the saved
+# config's `architectures`, so a global-average-pooling baseline folder loads as the baseline (the first is the
+# default for a config that names neither, e.g. a new one given to `from_config`).
+AutoModelForImageClassification.register(
+    Query2LabelConfig, (Query2LabelForMultiLabelClassification, Query2LabelBaselineForMultiLabelClassification), exist_ok=True
+)
 try:
     AutoImageProcessor.register(Query2LabelConfig, image_processor_classes={"torchvision": Query2LabelImageProcessor}, exist_ok=True)
 except TypeError:  # transformers < 5.4 registers fast (torchvision) processors under another keyword

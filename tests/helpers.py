@@ -34,11 +34,12 @@ def tiny_config(**overrides) -> Query2LabelConfig:
 
 
 def save_model_folder(folder, config: Query2LabelConfig | None = None):
-    """A saved model folder as a training run leaves it: the classifier of `config` (default `tiny_config()`) and a
-    64-px image processor. Returns `folder`."""
-    from modeling_q2l import Query2LabelForMultiLabelClassification, Query2LabelImageProcessor
+    """A saved model folder as a training run leaves it: the classifier of `config` (default `tiny_config()`; its
+    `classifier_head` picks the class) and a 64-px image processor. Returns `folder`."""
+    from modeling_q2l import Query2LabelImageProcessor, model_class_for
 
-    Query2LabelForMultiLabelClassification(config or tiny_config()).save_pretrained(folder)
+    config = config or tiny_config()
+    model_class_for(config)(config).save_pretrained(folder)
     Query2LabelImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
     return folder
 

@@ -35,6 +35,7 @@ _CHECK_SCRIPT = textwrap.dedent(
     print("Q2L-CHECK " + json.dumps({
         "transformers_version": transformers.__version__,
         "model_module": type(model).__module__,
+        "model_class": type(model).__name__,
         "config_module": type(config).__module__,
         "processor_module": type(processor).__module__,
         "pipeline_module": type(classifier).__module__,

@@ -290,6 +290,8 @@ class Query2LabelConfig(PreTrainedConfig):
         self.auto_map = auto_map
         if _DATACLASS_CONFIGS:
             super().__post_init__(**kwargs)
+        if not self.architectures:  # the Auto classes choose between the heads by it, also for a config never saved
+            self.architectures = [CLASSIFIER_HEADS[self.classifier_head].rpartition(".")[2]]
         if self.label_groups is not None and not 1 <= self.label_groups <= self.num_labels:
             raise ValueError(
                 f"label_groups must lie between 1 and num_labels ({self.num_labels}), got {self.label_groups}; "
