@@ -101,10 +101,14 @@ def autocast_context(args, device: torch.device):
     return torch.autocast(device.type, dtype=DTYPES[args.autocast])
 
 
+def prepared(model):
+    """A model in eval mode, ours prepared for inference as the pipeline prepares it (`optimize_for_inference`)."""
+    return model.optimize_for_inference() if hasattr(model, "optimize_for_inference") else model.eval()
+
+
 def build_model(config: Query2LabelConfig, args, seed: int = 0):
     torch.manual_seed(seed)
-    model = Query2LabelForMultiLabelClassification(config).eval()
-    return model.to(args.device, DTYPES[args.dtype])
+    return prepared(Query2LabelForMultiLabelClassification(config).to(args.device, DTYPES[args.dtype]))
 
 
 def inference_timings(model, args, image_size: int) -> dict:
@@ -158,7 +162,7 @@ def training_step(model, args, image_size: int) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = statistics.median(timed(step, args.repeats, args.warmup, device))
-    model.eval()
+    prepared(model)
     if device.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     else:
@@ -253,7 +257,7 @@ def side_by_side_models(args) -> tuple[str, dict]:
     models = {"reference": reference, "ours": ours(fast_cpu_inference=True, compile_cpu_inference=False)}
     if args.compile:
         models["ours_compiled"] = ours(fast_cpu_inference=True, compile_cpu_inference=True)
-    return kind, {name: model.to(args.device, dtype).eval() for name, model in models.items()}
+    return kind, {name: prepared(model.to(args.device, dtype)) for name, model in models.items()}
 
 
 def side_by_side(args) -> dict:

@@ -23,13 +23,15 @@ def default_device() -> str:
 
 
 def load_classifier(model_path: str, device: str | None = None):
-    """Model (eval mode, on `device`) and image processor of a saved folder or Hub id."""
+    """Model (on `device`, prepared for inference: `optimize_for_inference()`) and image processor of a saved folder or
+    Hub id."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     with saved_model_errors(model_path):
         model = AutoModelForImageClassification.from_pretrained(model_path, trust_remote_code=True).eval()
         processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)
-    return model.to(device or default_device()), processor
+    model = model.to(device or default_device())
+    return (model.optimize_for_inference() if hasattr(model, "optimize_for_inference") else model), processor
 
 
 def label_thresholds(config, threshold: float | None = None, thresholds_file: str | None = None) -> torch.Tensor:

@@ -169,12 +169,14 @@ class Query2LabelConfig(PreTrainedConfig):
             threshold of each label, 0.5 for a label without a positive example); `None` means 0.5 for every label.
 
         fast_cpu_inference (`bool`, *optional*, defaults to `True`):
-            In float32 inference on CPU (eval mode, no gradients, not compiling or exporting): run the backbone on
-            a copy with each BatchNorm folded into the convolution before it, feed convolutional backbones
-            channels-last tensors, and run linear layers on oneDNN wherever it is measured faster than the BLAS for
-            that layer's shape. Same weights and the same logits up to float32 rounding (`BENCHMARKS.md` has the
-            speed-ups, measured per CPU); `False` keeps PyTorch's default kernels. Training, GPUs and other dtypes
-            are unaffected.
+            Let `model.optimize_for_inference()` (which the multi-label pipeline calls) speed up float32 inference
+            on CPU (eval mode, no gradients, not compiling or exporting): run the backbone on a copy with each
+            BatchNorm folded into the convolution before it, feed convolutional backbones channels-last tensors,
+            and run large linear layers on oneDNN where the CPU's BLAS is known to be slow for them (a fixed rule,
+            not a timing: the same image gives the same logits in every process). Same weights and the same logits
+            up to float32 rounding (`BENCHMARKS.md` has the speed-ups, measured per CPU); `False` keeps PyTorch's
+            default kernels. Without the call the model runs PyTorch's kernels. Training, GPUs and other dtypes are
+            unaffected.
         compile_cpu_inference (`bool`, *optional*, defaults to `False`):
             Run the backbone of float32 CPU inference through `torch.compile` with its weights frozen into the
             graph (Inductor: BatchNorm folded, convolution weights prepacked for oneDNN, activations fused); the

@@ -1,10 +1,11 @@
-"""Fast float32 CPU inference for Query2Label, switched by the config and invisible to training.
+"""Fast float32 CPU inference for Query2Label: an explicit step (`model.optimize_for_inference()`, which the
+shipped pipeline applies), allowed by the config (`fast_cpu_inference`) and invisible to training.
 
-- `Query2LabelLinear`: the head's linear layers through oneDNN where it is measured faster than the BLAS (which
-  takes a slow path on some CPUs; `fast_cpu_inference`).
+- `Query2LabelLinear`: the head's linear layers through oneDNN where the BLAS behind `F.linear` is known to take a
+  slow path (`prefers_onednn_linear`: a fixed rule, so that the same weights give the same logits in every process).
 - `InferenceCopy`: a copy of the backbone with each eval-mode BatchNorm folded into the convolution before it (one
   pass over the activations fewer per convolution, on any CPU) and its linear layers choosing their kernel like the
-  head's (`fast_cpu_inference`).
+  head's.
 - `CompiledInference`: the backbone through `torch.compile` with the weights frozen into the graph (convolution +
   BatchNorm folding, prepacked oneDNN weights, fused activations; `compile_cpu_inference`).
 
@@ -16,8 +17,9 @@ Saved next to the weights for `trust_remote_code`: imports only torch and its fl
 """
 
 import copy
+import functools
 import logging
-import time
+import platform
 from collections import Counter
 from collections.abc import Callable
 
@@ -45,61 +47,66 @@ def fast_cpu_inference(tensor: torch.Tensor, enabled: bool) -> bool:
 _ONEDNN_LINEAR = getattr(getattr(torch._C, "_nn", None), "mkldnn_linear", None)
 
 
+@functools.cache
+def _cpu_vendor() -> str:
+    """The CPU's vendor string on x86 Linux (`GenuineIntel`, `AuthenticAMD`, ...); empty where it cannot be read."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# Layers narrower than this on either side run on the BLAS: oneDNN's conversions cost more than they save there.
+ONEDNN_MIN_FEATURES = 1024
+
+
+def prefers_onednn_linear(in_features: int, out_features: int) -> bool:
+    """Whether a float32 linear layer of this shape runs on oneDNN rather than the BLAS behind `F.linear`: on x86 CPUs
+    that are not Intel's, for layers at least `ONEDNN_MIN_FEATURES` wide on both sides. Measured (BENCHMARKS.md):
+    on an AMD EPYC MKL's AVX-512 path for the paper's 2048-wide layers is slow and oneDNN 2.3x faster; on an Intel
+    Xeon the two are within 26% of each other for those layers and the BLAS is up to 5x faster for small ones. A fixed
+    rule rather than a timing, so that which kernel runs, and so the float32 rounding of the logits, is the same in
+    every process on a machine."""
+    return (
+        _cpu_vendor() not in ("", "GenuineIntel")
+        and min(in_features, out_features) >= ONEDNN_MIN_FEATURES
+        and torch.backends.mkldnn.is_available()
+        and _ONEDNN_LINEAR is not None
+    )
+
+
 class Query2LabelLinear(nn.Linear):
-    """`nn.Linear` (same parameters) whose float32 CPU inference may run on oneDNN instead of the BLAS behind
-    `torch.nn.functional.linear`, where that measurably helps: on the AMD EPYC (AVX-512) development machine MKL's
-    AVX-512 path for the head's 2048-wide layers is slow and oneDNN is 2.3x faster, while with MKL's AVX2 path the
-    two are about even. Which kernel runs is measured once per layer shape and thread count (`onednn_is_faster`).
-    The result is the same up to float32 rounding. `config.fast_cpu_inference=False` turns it off."""
+    """`nn.Linear` (same parameters) whose float32 CPU inference runs on oneDNN instead of the BLAS behind
+    `torch.nn.functional.linear` once `model.optimize_for_inference()` has chosen it (`prefers_onednn_linear`). The
+    result is the same up to float32 rounding; training, other devices and dtypes use `F.linear`."""
 
     def __init__(self, in_features: int, out_features: int, fast_cpu_inference: bool = True, **kwargs):
         super().__init__(in_features, out_features, **kwargs)
-        self.fast_cpu_inference = fast_cpu_inference and torch.backends.mkldnn.is_available() and _ONEDNN_LINEAR is not None
+        self.use_onednn = False  # set by `choose_kernel`
+
+    def choose_kernel(self) -> None:
+        self.use_onednn = prefers_onednn_linear(self.in_features, self.out_features)
 
     @classmethod
     def sharing(cls, linear: nn.Linear) -> "Query2LabelLinear":
-        """A layer running on `linear`'s own weight and bias tensors."""
+        """A layer running on `linear`'s own weight and bias tensors, its kernel chosen."""
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
         layer.weight, layer.bias = linear.weight, linear.bias
+        layer.choose_kernel()
         return layer
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not fast_cpu_inference(hidden_states, self.fast_cpu_inference) or self.weight.dtype != torch.float32:
+        if not self.use_onednn or not fast_cpu_inference(hidden_states, True) or self.weight.dtype != torch.float32:
             return super().forward(hidden_states)
         flat = hidden_states.reshape(-1, self.in_features).contiguous()  # oneDNN's linear takes 2-D inputs
-        if not onednn_is_faster(self.weight, self.bias, flat.shape[0]):
-            return super().forward(hidden_states)
         output = _ONEDNN_LINEAR(flat.to_mkldnn(), self.weight, self.bias).to_dense()
         return output.view(*hidden_states.shape[:-1], self.out_features)
-
-
-_KERNEL_CHOICES: dict[tuple, bool] = {}
-
-
-def _seconds(function, repeats: int = 3) -> float:
-    function()  # warm-up: oneDNN builds its primitive on the first call
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def onednn_is_faster(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> bool:
-    """Whether oneDNN's linear beats `F.linear` by at least 10% for this weight shape, at about `rows` input rows
-    (rounded up to a power of two) and torch's thread count: timed once per process on random inputs (tens of
-    milliseconds for the paper's 2048 x 8192 layers), then remembered."""
-    rows = 1 << max(rows - 1, 0).bit_length()
-    key = (tuple(weight.shape), bias is not None, rows, torch.get_num_threads())
-    if key not in _KERNEL_CHOICES:
-        with torch.inference_mode():
-            inputs = torch.randn(rows, weight.shape[1])
-            blas = _seconds(lambda: nn.functional.linear(inputs, weight, bias))
-            onednn = _seconds(lambda: _ONEDNN_LINEAR(inputs.to_mkldnn(), weight, bias).to_dense())
-        _KERNEL_CHOICES[key] = onednn < 0.9 * blas
-        logger.debug("Linear %s at %d rows: BLAS %.4f s, oneDNN %.4f s", tuple(weight.shape), rows, blas, onednn)
-    return _KERNEL_CHOICES[key]
 
 
 def _weights_key(module: nn.Module) -> tuple:

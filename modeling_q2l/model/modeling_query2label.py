@@ -257,6 +257,24 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -bound, bound)
             init.uniform_(module.bias, -bound, bound)
 
+    def optimize_for_inference(self, build_now: bool = True) -> "Query2LabelPreTrainedModel":
+        """Prepare float32 CPU inference (the config's `fast_cpu_inference` allows it): the backbone's BatchNorms
+        folded into its convolutions in a copy built now, channels-last inputs for convolutional backbones, and each
+        large linear layer's kernel chosen by a fixed rule (`inference_query2label.prefers_onednn_linear`), so that
+        the same image gives the same logits in every process. Puts the model in eval mode and returns it; the
+        weights and the results are unchanged up to float32 rounding, and training (or gradients, GPUs, other
+        dtypes) runs PyTorch's kernels on the original modules. A weight changed later rebuilds the copy;
+        `build_now=False` leaves building it to the first inference call (a trainer, whose weights change between
+        evaluations)."""
+        self.eval()
+        if not self.config.fast_cpu_inference:
+            return self
+        for module in self.modules():
+            if isinstance(module, Query2LabelLinear):
+                module.choose_kernel()
+        self.get_backbone().prepare_inference_copy(build_now)
+        return self
+
     def get_backbone(self) -> "Query2LabelBackbone":
         """The vision backbone (`.model` inside it is the timm or transformers network)."""
         return next(module for module in self.modules() if isinstance(module, Query2LabelBackbone))
@@ -353,6 +371,7 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         # timm networks built whole (features_only=False) are read through forward_features
         self.uses_forward_features = self.is_timm and not (config.backbone_kwargs or {}).get("features_only", True)
         # oneDNN runs convolutions faster on channels-last (NHWC) tensors; transformer backbones gain nothing
+        self.optimized = False  # set by `optimize_for_inference()`: the inference copy and channels-last inputs
         self.channels_last_input = config.fast_cpu_inference and (
             not hasattr(self.model, "patch_embed")
             if self.is_timm
@@ -388,6 +407,17 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         self.compiled_inference = CompiledInference() if config.compile_cpu_inference else None
         self.post_init()
         self.freeze_configured_modules()
+
+    def prepare_inference_copy(self, build_now: bool = True) -> None:
+        """Use the inference copy (and channels-last inputs) in float32 CPU inference from now on, and build the copy
+        now (`build_now`), on a probe image at the config's resolution, so that the first call does not pay for it."""
+        self.optimized = True
+        parameter = next(self.model.parameters(), None)
+        if not build_now or self.inference_copy is None or parameter is None or parameter.device.type != "cpu" or parameter.dtype != torch.float32:
+            return
+        size = self.config.image_size
+        with torch.no_grad():
+            self.inference_copy(self.model, torch.zeros(1, self.config.num_channels, size, size))
 
     def freeze_configured_modules(self) -> None:
         """Stop training the parameters named in `frozen_backbone_modules`."""
@@ -475,12 +505,12 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         network, inference = self.model, not self.training and fast_cpu_inference(pixel_values, True)
-        if inference and self.inference_copy is not None:
+        if inference and self.optimized and self.inference_copy is not None:
             network = self.inference_copy(network, pixel_values)
         run = network.forward_features if self.uses_forward_features else network
         if inference and self.compiled_inference is not None:
             run = self.compiled_inference(run, network)
-        if fast_cpu_inference(pixel_values, self.channels_last_input):
+        if self.optimized and fast_cpu_inference(pixel_values, self.channels_last_input):
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.is_timm and self.gradient_checkpointing != self._timm_checkpointing:
             self.model.set_grad_checkpointing(self.gradient_checkpointing)

@@ -33,7 +33,13 @@ def open_local_image(path):
 
 
 class Query2LabelImageClassificationPipeline(ImageClassificationPipeline):
-    """Multi-label image classification: labels above their thresholds by default, every label with `top_k=None`."""
+    """Multi-label image classification: labels above their thresholds by default, every label with `top_k=None`.
+    The model is prepared for inference once (`optimize_for_inference()`: the fast CPU path, where it applies)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if hasattr(self.model, "optimize_for_inference"):
+            self.model.optimize_for_inference()
 
     def __call__(self, inputs=None, **kwargs):
         if "top_k" in kwargs and kwargs["top_k"] is None:  # the stock pipeline would read it as "the default"

@@ -229,6 +229,13 @@ class Query2LabelTrainer(Trainer):
 
     # -- EMA --------------------------------------------------------------------------------------------------------
 
+    def evaluation_loop(self, *args, **kwargs):
+        # evaluation and prediction run as the pipeline will (the fast CPU path); training never sees it
+        model = self.accelerator.unwrap_model(self.model)
+        if hasattr(model, "optimize_for_inference"):
+            model.optimize_for_inference(build_now=False)
+        return super().evaluation_loop(*args, **kwargs)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if self.ema is not None and metric_key_prefix == "eval":

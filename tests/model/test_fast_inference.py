@@ -1,5 +1,6 @@
-"""The fast CPU inference paths (oneDNN head, BatchNorm folded into the convolutions, the compiled backbone) give
-the default kernels' logits, follow weight changes, and never touch training."""
+"""The fast CPU inference paths (oneDNN head, BatchNorm folded into the convolutions, the compiled backbone) are an
+explicit step (`optimize_for_inference`), give the default kernels' logits, choose kernels by a fixed rule (the same
+logits in every process), follow weight changes, and never touch training."""
 
 import copy
 from unittest import mock
@@ -34,16 +35,16 @@ def first_conv(model) -> nn.Conv2d:
 
 
 def pair_of_models(config_factory, **overrides):
-    """The same weights with the fast CPU paths on and off."""
+    """The same weights prepared for inference (`optimize_for_inference`) and with the fast CPU paths off."""
     torch.manual_seed(0)
     fast = trained_looking_norms(Query2LabelForMultiLabelClassification(config_factory(**overrides)).eval())
     plain = Query2LabelForMultiLabelClassification(config_factory(**{**overrides, "fast_cpu_inference": False})).eval()
     plain.load_state_dict(fast.state_dict())
-    return fast, plain
+    return fast.optimize_for_inference(), plain.optimize_for_inference()
 
 
 def test_fast_cpu_inference_gives_the_default_kernels_logits(monkeypatch):
-    monkeypatch.setattr(inference_query2label, "onednn_is_faster", lambda *args: True)
+    monkeypatch.setattr(inference_query2label, "prefers_onednn_linear", lambda *args: True)
     model, plain = pair_of_models(tiny_config, num_labels=12)
     assert model.model.backbone.channels_last_input and not plain.model.backbone.channels_last_input
     pixels = torch.randn(3, 3, 64, 64)
@@ -59,34 +60,62 @@ def test_fast_cpu_inference_gives_the_default_kernels_logits(monkeypatch):
     torch.testing.assert_close(fast_logits, plain_logits, atol=1e-5, rtol=1e-5)
 
 
-def test_the_head_uses_onednn_only_where_it_was_measured_faster(monkeypatch):
-    """Which kernel runs is timed once per layer shape, row count (a power of two) and thread count."""
-    measured = []
+def test_the_kernel_is_chosen_by_a_fixed_rule_and_only_by_the_explicit_step(monkeypatch):
+    """oneDNN for layers at least 1024 wide on CPUs that are not Intel's (MKL's slow path there), the BLAS elsewhere;
+    chosen by `optimize_for_inference`, never by a timing, and nothing changes until it is called."""
+    rule = inference_query2label.prefers_onednn_linear
+    for vendor, expected in (("AuthenticAMD", True), ("GenuineIntel", False), ("", False)):
+        monkeypatch.setattr(inference_query2label, "_cpu_vendor", lambda vendor=vendor: vendor)
+        assert rule(2048, 8192) is expected and rule(8192, 2048) is expected
+        assert not rule(256, 1024) and not rule(1023, 8192)
+    assert not hasattr(inference_query2label, "time")  # no timing anywhere in the shipped inference file
 
-    def fake_seconds(function, repeats=3):
-        function()
-        measured.append(function)
-        return 1.0 if len(measured) % 2 else onednn_seconds  # BLAS first, then oneDNN
-
-    monkeypatch.setattr(inference_query2label, "_seconds", fake_seconds)
-    monkeypatch.setattr(inference_query2label, "_KERNEL_CHOICES", {})
-    weight, bias = torch.randn(16, 8), torch.randn(16)
-    onednn_seconds = 0.95  # not 10% faster: the BLAS stays
-    assert not inference_query2label.onednn_is_faster(weight, bias, rows=5)
-    assert not inference_query2label.onednn_is_faster(weight, bias, rows=7)  # same bucket (8 rows): not timed again
-    assert len(measured) == 2
-    onednn_seconds = 0.5
-    assert inference_query2label.onednn_is_faster(weight, bias, rows=9)  # 16 rows: timed
-    assert len(measured) == 4
-
-    model, plain = pair_of_models(tiny_config, num_labels=12)
+    monkeypatch.setattr(inference_query2label, "_cpu_vendor", lambda: "AuthenticAMD")
+    torch.manual_seed(0)
+    model = Query2LabelForMultiLabelClassification(tiny_config(hidden_size=1024, intermediate_size=2048, num_attention_heads=4)).eval()
+    plain = copy.deepcopy(model)
     pixels = torch.randn(2, 3, 64, 64)
-    monkeypatch.setattr(inference_query2label, "onednn_is_faster", lambda *args: False)
+    layers = [module for module in model.modules() if isinstance(module, inference_query2label.Query2LabelLinear)]
     with mock.patch.object(inference_query2label, "_ONEDNN_LINEAR", wraps=inference_query2label._ONEDNN_LINEAR) as onednn:
         with torch.inference_mode():
-            logits = model(pixel_values=pixels).logits
-        assert onednn.call_count == 0
-    torch.testing.assert_close(logits, plain(pixel_values=pixels).logits.detach(), atol=1e-5, rtol=1e-5)
+            before = model(pixel_values=pixels).logits
+        assert onednn.call_count == 0 and model.model.backbone.inference_copy.network is None  # PyTorch's kernels
+        assert not any(layer.use_onednn for layer in layers)
+        model.optimize_for_inference()
+        assert all(layer.use_onednn for layer in layers) and model.model.backbone.inference_copy.network is not None
+        with torch.inference_mode():
+            after = model(pixel_values=pixels).logits
+        assert onednn.call_count == len(layers) and onednn.call_count > 5
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(before, plain(pixel_values=pixels).logits.detach(), rtol=0, atol=0)
+
+
+LOGITS_IN_A_PROCESS = """
+import sys, torch
+from transformers import AutoModelForImageClassification
+torch.set_num_threads(2)
+model = AutoModelForImageClassification.from_pretrained(sys.argv[1], trust_remote_code=True).optimize_for_inference()
+pixels = torch.randn(3, 3, 80, 72, generator=torch.Generator().manual_seed(7))
+with torch.inference_mode():
+    print(model(pixel_values=pixels).logits.numpy().tobytes().hex())
+"""
+
+
+@pytest.mark.slow
+def test_the_same_image_gives_bit_identical_logits_in_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    model = trained_looking_norms(Query2LabelForMultiLabelClassification(tiny_config(num_labels=12, backbone="test_efficientnet")))
+    model.save_pretrained(tmp_path)
+    runs = [
+        subprocess.run([sys.executable, "-c", LOGITS_IN_A_PROCESS, str(tmp_path)], capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:]
+    first, second = (run.stdout.strip().splitlines()[-1] for run in runs)
+    assert first == second and len(first) == 3 * 12 * 4 * 2  # 36 float32 logits, as hex
 
 
 @pytest.mark.parametrize(
@@ -184,7 +213,7 @@ def test_a_convolution_read_elsewhere_is_not_folded():
 def test_linear_layers_of_a_backbone_choose_their_kernel_on_the_same_weights(monkeypatch):
     """A backbone without BatchNorm (ConvNeXt: LayerNorm and linear layers, as in Swin) gets a copy whose linear
     layers run like the head's, sharing the original weights."""
-    monkeypatch.setattr(inference_query2label, "onednn_is_faster", lambda *args: True)
+    monkeypatch.setattr(inference_query2label, "prefers_onednn_linear", lambda *args: True)
     model, plain = pair_of_models(tiny_config, backbone="test_convnext")
     original = model.model.backbone.model
     linears = [name for name, module in original.named_modules() if type(module) is nn.Linear]

@@ -28,7 +28,7 @@ def saved(request, tmp_path_factory):
     names = [f"label {i}" for i in range(num_labels)]
     config = tiny_config(num_labels=num_labels, id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     torch.manual_seed(0)
-    model = Query2LabelForMultiLabelClassification(config).eval()
+    model = Query2LabelForMultiLabelClassification(config).optimize_for_inference()  # as the pipeline runs it
     processor = Query2LabelImageProcessor(size={"height": 64, "width": 64})
     image = validation_images(1)[0]
     scores = sigmoid_scores(model, processor, image)

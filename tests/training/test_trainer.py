@@ -101,7 +101,7 @@ def test_no_private_trainer_method_is_overridden():
     ]
     assert overridden == []
     public = [name for name in vars(Query2LabelTrainer) if not name.startswith("_") and hasattr(Trainer, name)]
-    assert sorted(public) == ["compute_loss", "create_optimizer", "create_scheduler", "evaluate", "log", "train"]
+    assert sorted(public) == ["compute_loss", "create_optimizer", "create_scheduler", "evaluate", "evaluation_loop", "log", "train"]
 
 
 def test_optimizer_decays_everything_unless_asked(tmp_path):
