@@ -115,23 +115,35 @@ def test_a_saved_model_folder_holds_exactly_the_model_files(tmp_path):
 
 
 def test_the_package_reads_no_repository_or_system_path():
+    """No string in the package names a system data folder or the repository's `data/`: the entry points pass them."""
     for path in PACKAGE.rglob("*.py"):
-        text = path.read_text()
-        assert "/usr/share" not in text and "parents[1] / \"data\"" not in text, path
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not node.value.startswith(("/usr/share", "data/fashion-mnist")), (path, node.value)
+
+
+def called_names(path: Path) -> set[str]:
+    calls = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            function = node.func
+            calls.add(function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", ""))
+    return calls
 
 
 def test_splits_are_loaded_in_one_place():
     """Training, evaluation and prediction read datasets only through `data/splits.py`; elsewhere only the dataset
     builder and the benchmarks that make their own data from the embedded set open datasets."""
-    loaders = ("load_raw_datasets(", "load_coco_instances(", "load_dataset(")
-    readers = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if any(name in path.read_text() for name in loaders)}
+    loaders = {"load_raw_datasets", "load_coco_instances", "load_dataset", "load_from_disk"}
+    readers = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if called_names(path) & loaders}
     assert readers == {"data/splits.py", "data/loading.py", "data/mosaic_builder.py", "benchmark/checks.py", "benchmark/prediction.py", "benchmark/transfer.py"}
 
 
 def test_the_training_entry_point_only_orchestrates():
+    """`training/main.py` holds one function, which builds nothing itself: the model, data, trainer, report and
+    card come from the modules it calls."""
     import modeling_q2l.training.main as main
 
-    source = Path(main.__file__).read_text()
-    assert len(source.splitlines()) <= 140
-    functions = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
-    assert functions == ["run"]
+    tree = ast.parse(Path(main.__file__).read_text())
+    assert [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))] == ["run"]
+    assert not any(isinstance(node, (ast.For, ast.While)) for node in ast.walk(tree))

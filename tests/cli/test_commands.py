@@ -26,13 +26,16 @@ def fashion_folder(tmp_path_factory):
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
 def test_every_script_is_a_thin_call(script):
-    """No logic in scripts: imports, at most a defaults dict and a one-line `main`, and the `run_script` call."""
+    """No logic in scripts: a docstring, imports, constants (the repository's defaults), functions of one statement,
+    and `run_script(...)` under `if __name__ == "__main__"`."""
     tree = ast.parse(script.read_text())
-    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-    assert all(len(function.body) == 1 for function in functions), script.name
-    assert not any(isinstance(node, ast.ClassDef) for node in tree.body), script.name
-    assert "run_script(" in script.read_text()
-    assert len(script.read_text().split('"""', 2)[2].strip().splitlines()) <= 20, script.name
+    allowed = (ast.Import, ast.ImportFrom, ast.Assign, ast.FunctionDef, ast.If)
+    body = tree.body[1:] if isinstance(tree.body[0], ast.Expr) else tree.body  # the docstring
+    assert all(isinstance(node, allowed) for node in body), script.name
+    assert all(len(node.body) == 1 for node in body if isinstance(node, ast.FunctionDef)), script.name
+    (main_block,) = [node for node in body if isinstance(node, ast.If)]
+    (call,) = main_block.body
+    assert isinstance(call.value, ast.Call) and call.value.func.id == "run_script", script.name
 
 
 def test_no_script_is_named_after_a_library_it_uses():
