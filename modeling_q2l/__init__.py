@@ -2,7 +2,8 @@
 
 The package is folders by concept, each importing only the ones listed before it:
 - `model/`: the code saved next to the weights (configuration, modeling, image processing, loss, pipeline);
-- `data/`: datasets and their splits, label formats, the preprocessing path, mosaics;
+- `data/`: datasets and their splits, label formats, the preprocessing path and augmentation;
+- `mosaics/`: the embedded demo dataset's home (Fashion-MNIST mosaics, their layouts and augmentations);
 - `evaluation/`: metrics, reports, thresholds, attention maps, the final report, evaluation and prediction runs;
 - `zoo/`: the paper's variants (`list_variants`, `create_model`), official-checkpoint conversion, backbone weights;
 - `export/`: ONNX;  `hub/`: model cards, publishing, Spaces, the remote-code check;

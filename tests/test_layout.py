@@ -11,7 +11,7 @@ from helpers import save_model_folder
 
 PACKAGE = Path(__file__).parents[1] / "modeling_q2l"
 # A subpackage may import itself and the ones before it, never one after it.
-LAYERS = ["model", "data", "evaluation", "zoo", "export", "hub", "demo", "benchmark", "training", "cli"]
+LAYERS = ["model", "data", "mosaics", "evaluation", "zoo", "export", "hub", "demo", "benchmark", "training", "cli"]
 
 
 def module_name(path: Path) -> str:
@@ -136,7 +136,7 @@ def test_splits_are_loaded_in_one_place():
     builder and the benchmarks that make their own data from the embedded set open datasets."""
     loaders = {"load_raw_datasets", "load_coco_instances", "load_dataset", "load_from_disk"}
     readers = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if called_names(path) & loaders}
-    assert readers == {"data/splits.py", "data/loading.py", "data/mosaic_builder.py", "benchmark/checks.py", "benchmark/prediction.py", "benchmark/transfer.py"}
+    assert readers == {"data/splits.py", "data/loading.py", "mosaics/builder.py", "benchmark/checks.py", "benchmark/prediction.py", "benchmark/transfer.py"}
 
 
 def test_the_training_entry_point_only_orchestrates():

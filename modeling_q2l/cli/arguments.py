@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..data.layouts import HELD_OUT_LAYOUTS
+from ..mosaics.layouts import HELD_OUT_LAYOUTS
 from ..data.loading import default_loader_workers
 from ..data.splits import DEFAULT_EVAL_SPLIT
 from ..zoo.recipes import ONE_CYCLE, choose_recipe, recipes_help

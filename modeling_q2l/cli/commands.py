@@ -106,7 +106,7 @@ def generate_model_cards(argv=None) -> list:
 
 def build_mosaics(argv=None, defaults: dict | None = None) -> dict:
     """A multi-label mosaic dataset from a single-label one."""
-    from ..data.mosaic_builder import build_mosaic_dataset
+    from ..mosaics.builder import build_mosaic_dataset
 
     (args,) = arguments.parse((arguments.MosaicBuildArguments,), argv, defaults)
     paths = build_mosaic_dataset(args)

@@ -19,18 +19,17 @@ def training_augmentation(
     randaugment: bool = True,
     magnitude: int = 9,
     horizontal_flip: bool = False,
-    layout_randomization: float = 0.0,
+    layout_randomization=None,
 ):
     """PIL image -> augmented uint8 tensor `(3, image_size, image_size)`, as the official recipe: square resize, then
-    RandAugment (torchvision's). Not in the official recipe: the flip, and `layout_randomization` (the probability of
-    `LayoutRandomization`: a new background, tint, size, noise for the same objects) before RandAugment."""
+    RandAugment (torchvision's). Not in the official recipe: the flip, and `layout_randomization` (a transform of
+    uint8 tensors, e.g. `mosaics.layout_augmentation.LayoutRandomization`: a new background, tint, size, noise for
+    the same objects) before RandAugment."""
     from torchvision.transforms import v2
 
     steps = [v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)]
-    if layout_randomization > 0:
-        from .layout_augmentation import LayoutRandomization
-
-        steps.append(LayoutRandomization(layout_randomization))
+    if layout_randomization is not None:
+        steps.append(layout_randomization)
     if horizontal_flip:
         steps.append(v2.RandomHorizontalFlip())
     if randaugment:

@@ -11,11 +11,15 @@ def training_datasets(
     `streaming`; the augmentation follows `training_args` (RandAugment, flip, layout randomisation, object
     recomposition, cutout), seeded per sample by `training_args.seed`. The evaluation split goes through
     `eval_processor` (default: `processor`), which may resize to another resolution than training's."""
+    layouts = None
+    if training_args.layout_randomization > 0:
+        from ..mosaics.layout_augmentation import LayoutRandomization
+
+        layouts = LayoutRandomization(training_args.layout_randomization)
     augmented = dict(
         augmentation=training_augmentation(
-            image_size, training_args.randaugment, training_args.randaugment_magnitude,
-            training_args.horizontal_flip, training_args.layout_randomization,
-        ),  # fmt: skip
+            image_size, training_args.randaugment, training_args.randaugment_magnitude, training_args.horizontal_flip, layouts
+        ),
         cutout_probability=training_args.cutout_probability,
         augmentation_seed=training_args.seed,
     )
@@ -32,7 +36,7 @@ def training_datasets(
         )  # fmt: skip
     else:
         if recomposition > 0:
-            from ..data.object_recomposition import ObjectRecomposition
+            from ..mosaics.object_recomposition import ObjectRecomposition
 
             augmented["recomposition"] = ObjectRecomposition(train_source.dataset, preparer.image_column, preparer.encoder, recomposition)
         train_dataset = MultiLabelImageDataset(train_source, preparer.image_column, processor, **augmented)

@@ -1,6 +1,6 @@
 """The card's summary of a training run (`hub.model_card.TrainingSummary`), from the options the run actually used."""
 
-from ..data.mosaic import is_fashion_mnist_mosaic
+from ..mosaics.mosaic import is_fashion_mnist_mosaic
 from ..hub.model_card import TrainingSummary
 from ..zoo.recipes import GENERAL, ONE_CYCLE, get_recipe, overridden_values
 

@@ -17,7 +17,7 @@ the benchmarks build the demo's model from its recipe too.
 
 from dataclasses import dataclass, field
 
-from ..data.layouts import HELD_OUT_LAYOUTS, layout_split_name
+from ..mosaics.layouts import HELD_OUT_LAYOUTS, layout_split_name
 from .architecture import ARCHITECTURE_OPTIONS, config_from_options
 from .variants import VARIANTS, variant_config
 
@@ -41,7 +41,7 @@ class Recipe:
 
 
 # The embedded demo's recipe (the main job). Every held-out test split reported apart (out_of_layout and the
-# layout_* splits of `data.layouts`), where the queries look on out_of_layout, layout randomisation so that layouts
+# layout_* splits of `mosaics.layouts`), where the queries look on out_of_layout, layout randomisation so that layouts
 # it never saw keep the accuracy, and the settings the tuning rounds in BENCHMARKS.md chose.
 _FASHION_MNIST_MOSAIC_VALUES = {
     # the model: every option its config depends on (`architecture.CONFIG_OPTIONS`), so that it is the same model

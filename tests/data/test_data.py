@@ -231,10 +231,13 @@ def test_augmented_images_are_resized_once_and_normalised_as_the_processor_does(
 
 
 def test_layout_randomisation_joins_the_training_augmentation():
-    from modeling_q2l.data.layout_augmentation import LayoutRandomization
+    from modeling_q2l.mosaics.layout_augmentation import LayoutRandomization
 
-    steps = training_augmentation(32, layout_randomization=0.5).transforms
-    assert any(isinstance(step, LayoutRandomization) and step.probability == 0.5 for step in steps)
+    from torchvision.transforms import v2
+
+    steps = training_augmentation(32, layout_randomization=LayoutRandomization(0.5)).transforms
+    kinds = [type(step) for step in steps]
+    assert kinds.index(LayoutRandomization) < kinds.index(v2.RandAugment)  # new looks first, then RandAugment
     assert not any(isinstance(step, LayoutRandomization) for step in training_augmentation(32).transforms)
 
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import EMBEDDED_DATASET, REPO
 
 from modeling_q2l.cli.arguments import parse_training_arguments
-from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
+from modeling_q2l.mosaics.layouts import HELD_OUT_LAYOUTS
 from modeling_q2l.zoo.recipes import FASHION_MNIST_MOSAIC, GENERAL, RECIPES, get_recipe, overridden_values
 from modeling_q2l.zoo.variants import VARIANTS, variant_config
 

@@ -345,7 +345,7 @@ def test_the_train_script_runs_as_a_command_with_its_own_defaults(tmp_path):
     report = json.loads((tmp_path / "eval_results.json").read_text())
     assert report["dataset"] == str(EMBEDDED_DATASET) and 0 <= report["mAP"] <= 1
     # its own defaults: every held-out split reported apart, and where the queries look on out_of_layout
-    from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS
+    from modeling_q2l.mosaics.layouts import HELD_OUT_LAYOUTS
 
     assert list(report["extra_splits"]) == ["out_of_layout", *(f"layout_{name}" for name in HELD_OUT_LAYOUTS)]
     assert report["localization"]["split"] == "out_of_layout" and report["localization"]["pairs"] >= 16

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import FASHION_MNIST_LABELS
+from ..data.labels import FASHION_MNIST_LABELS
 from .layouts import held_out_layout, layout_split_name
 from .mosaic import (
     MOSAIC_AREA_THRESHOLDS,
@@ -27,7 +27,7 @@ def _source(args, split: str | None = None) -> tuple[np.ndarray, np.ndarray, lis
         return images, labels, list(FASHION_MNIST_LABELS), f"Fashion-MNIST ({split} split)"
     from datasets import ClassLabel
 
-    from .loading import load_raw_datasets
+    from ..data.loading import load_raw_datasets
 
     splits = load_raw_datasets(args.dataset_name, args.dataset_config_name)
     if split not in splits:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .labels import object_category_key
+from ..data.labels import object_category_key
 from .layout_augmentation import flat_background, numpy_generator, object_alpha, resize_layer
-from .loading import open_image, to_rgb
+from ..data.loading import open_image, to_rgb
 from .mosaic import place_box
 
 

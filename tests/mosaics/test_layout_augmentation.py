@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_q2l.data.layout_augmentation import LayoutRandomization, flat_background
-from modeling_q2l.data.mosaic import MosaicSpec, build_mosaics
+from modeling_q2l.mosaics.layout_augmentation import LayoutRandomization, flat_background
+from modeling_q2l.mosaics.mosaic import MosaicSpec, build_mosaics
 
 
 def blob_images(num_classes=10, per_class=4, side=28):

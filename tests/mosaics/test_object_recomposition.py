@@ -6,7 +6,7 @@ from PIL import Image
 
 from modeling_q2l.data.labels import LabelEncoder
 from modeling_q2l.data.loading import PreparedSplit
-from modeling_q2l.data.object_recomposition import ObjectRecomposition
+from modeling_q2l.mosaics.object_recomposition import ObjectRecomposition
 from modeling_q2l.data.transforms import MultiLabelImageDataset
 
 NUM_CLASSES = 10

@@ -7,7 +7,7 @@ import pytest
 from helpers import EMBEDDED_DATASET
 from PIL import Image
 
-from modeling_q2l.data.mosaic import (
+from modeling_q2l.mosaics.mosaic import (
     MosaicSpec,
     build_mosaics,
     load_fashion_mnist,
@@ -88,7 +88,7 @@ def test_the_embedded_dataset_is_in_hub_layout_and_small():
     from huggingface_hub import DatasetCard
 
     files = sorted((EMBEDDED_DATASET / "data").glob("*.parquet"))
-    from modeling_q2l.data.layouts import HELD_OUT_LAYOUTS, layout_split_name
+    from modeling_q2l.mosaics.layouts import HELD_OUT_LAYOUTS, layout_split_name
 
     layouts = sorted(layout_split_name(name) for name in HELD_OUT_LAYOUTS)
     assert [f.name.split("-")[0] for f in files] == layouts + ["out_of_layout", "train", "validation"]
@@ -109,7 +109,7 @@ def test_builds_mosaics_from_any_single_label_dataset_on_disk(tmp_path):
     from datasets import Image as ImageFeature
 
     from modeling_q2l.cli.arguments import MosaicBuildArguments
-    from modeling_q2l.data.mosaic_builder import (
+    from modeling_q2l.mosaics.builder import (
         build_mosaic_dataset,
     )
 
@@ -137,7 +137,7 @@ def test_varied_backgrounds_and_the_out_of_layout_split(tmp_path):
     from datasets import Image as ImageFeature
 
     from modeling_q2l.cli.arguments import MosaicBuildArguments
-    from modeling_q2l.data.mosaic_builder import (
+    from modeling_q2l.mosaics.builder import (
         build_mosaic_dataset,
     )
 
@@ -176,7 +176,7 @@ def test_varied_backgrounds_and_the_out_of_layout_split(tmp_path):
 
 
 def test_background_styles_and_held_out_layouts():
-    from modeling_q2l.data.layouts import DEVELOPMENT_LAYOUTS, HELD_OUT_LAYOUTS, SEALED_LAYOUTS, held_out_layout
+    from modeling_q2l.mosaics.layouts import DEVELOPMENT_LAYOUTS, HELD_OUT_LAYOUTS, SEALED_LAYOUTS, held_out_layout
 
     images, labels = blob_images(num_classes=5, per_class=6)
 
