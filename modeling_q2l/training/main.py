@@ -22,7 +22,7 @@ from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
 from .model_setup import build_model
 from .push import push_outputs, take_over_push
-from ..zoo.recipes import GENERAL, get_recipe, overridden_values
+from ..zoo.recipes import RecipeUse
 from .resume import checkpoint_to_resume
 from .runtime import configure_cpu_threads, configure_logging
 from .summary import summarise_run
@@ -37,12 +37,8 @@ def run(model_args, data_args, training_args):
     """Train, keep the better of regular and EMA weights, report, save (on the main process), push if asked.
     Returns the trainer (holding the final model) and the report."""
     configure_logging(training_args)
-    recipe = get_recipe(model_args.recipe or GENERAL)
-    overridden = overridden_values(recipe, model_args, data_args, training_args)
-    logger.info(
-        "Recipe %s (%s)%s.", recipe.name, recipe.description,
-        "; overridden: " + ", ".join(f"{option} {ran!r} (recipe: {value!r})" for option, (value, ran) in overridden.items()) if overridden else "",
-    )  # fmt: skip
+    recipe = RecipeUse.of_run(model_args.recipe, model_args, data_args, training_args)
+    logger.info("Recipe %s.", recipe)
     check_localization_split(data_args)
     push_to_hub = take_over_push(training_args)
     threads = configure_cpu_threads(training_args.cpu_threads, training_args)
@@ -128,7 +124,7 @@ def run(model_args, data_args, training_args):
         trainer.save_model(str(update.staging))
         processor.save_pretrained(update.staging)
         (update.staging / "eval_results.json").write_text(json.dumps(report, indent=2))
-        summary = summarise_run(final_model, model_args, data_args, training_args, starting, weights, trainer.processing_class.size.height)
+        summary = summarise_run(final_model, model_args, data_args, training_args, starting, weights, recipe, trainer.processing_class.size.height)
         training_model_card(final_model.config, report, summary).save(update.staging / "README.md")
         update.commit()
         print(report_to_markdown(report))

@@ -2,7 +2,7 @@
 
 from ..mosaics.mosaic import is_fashion_mnist_mosaic
 from ..hub.model_card import TrainingSummary
-from ..zoo.recipes import GENERAL, ONE_CYCLE, get_recipe, overridden_values
+from ..zoo.recipes import ONE_CYCLE, RecipeUse
 
 OPTIMIZER_NAMES = {"adamw_torch": "AdamW", "adamw_torch_fused": "AdamW (fused)", "sgd": "SGD", "adafactor": "Adafactor"}
 
@@ -35,10 +35,12 @@ def _loss(model_args) -> str:
 
 
 def summarise_run(
-    model, model_args, data_args, training_args, started, saved_weights: str, training_image_size: int | None = None
+    model, model_args, data_args, training_args, started, saved_weights: str, recipe: RecipeUse | None = None,
+    training_image_size: int | None = None,
 ) -> TrainingSummary:
-    """What the run did: `started` is the `model_setup.StartingModel` it began from; `training_image_size` the
-    resolution it trained at, when the model now runs at another (`--inference_image_size`)."""
+    """What the run did: `started` is the `model_setup.StartingModel` it began from, `recipe` the recipe it started
+    from and what it changed of it; `training_image_size` the resolution it trained at, when the model now runs at
+    another (`--inference_image_size`)."""
     config = model.config
     backbone = (
         f"`{config.backbone}` (timm)"
@@ -63,11 +65,9 @@ def summarise_run(
         )
         + (", horizontal flips" if training_args.horizontal_flip else "")
     )
-    recipe = get_recipe(model_args.recipe or GENERAL)
-    overridden = overridden_values(recipe, model_args, data_args, training_args)
     return TrainingSummary(
-        recipe=f"`{recipe.name}` ({recipe.description})",
-        recipe_overrides={option: f"{ran} (recipe: {value})" for option, (value, ran) in overridden.items() if option != "output_dir"},
+        recipe=f"`{recipe.recipe.name}` ({recipe.recipe.description})" if recipe else None,
+        recipe_overrides={option: f"{ran} (recipe: {value})" for option, (value, ran) in recipe.overridden.items() if option != "output_dir"} if recipe else None,
         dataset_name=data_args.dataset_name or data_args.coco_annotations,
         eval_split_name=data_args.eval_split_name,
         is_embedded_demo=is_fashion_mnist_mosaic(data_args.dataset_name),

@@ -153,6 +153,23 @@ def choose_recipe(recipe: str | None, variant: str | None, default_dataset_recip
     return get_recipe(default_dataset_recipe) if default_dataset_recipe else RECIPES[GENERAL]
 
 
+@dataclass(frozen=True)
+class RecipeUse:
+    """The recipe a run started from and each of its values the run changed: {option: (recipe's, run's)}."""
+
+    recipe: Recipe
+    overridden: dict
+
+    @classmethod
+    def of_run(cls, name: str | None, *argument_objects) -> "RecipeUse":
+        recipe = get_recipe(name or GENERAL)
+        return cls(recipe, overridden_values(recipe, *argument_objects))
+
+    def __str__(self) -> str:
+        changed = ", ".join(f"{option} {ran!r} (recipe: {value!r})" for option, (value, ran) in self.overridden.items())
+        return f"{self.recipe.name} ({self.recipe.description})" + (f"; overridden: {changed}" if changed else "")
+
+
 def overridden_values(recipe: Recipe, *argument_objects) -> dict:
     """{option: (the recipe's value, the value the run used)} for each recipe value the run did not keep."""
     used = {}
