@@ -38,12 +38,27 @@ def unreadable_weights(source, error: str) -> ValueError:
     return ValueError(f"The weights of {describe_source(source)} cannot be read ({error}): the file is cut short or damaged; {SAVE_AGAIN}.")
 
 
+def missing_local_folder(source) -> str | None:
+    """Why `source`, meant as a local folder, names none: it does not exist, and it is written as a path (absolute,
+    relative to `.`/`~`, or under a folder that exists here), not as a Hub id. transformers would take it for a Hub id
+    and retry the network for half a minute before failing."""
+    path = Path(str(source)).expanduser()
+    if path.exists():
+        return None
+    text = str(source)
+    as_path = text.startswith(("/", ".", "~")) or "\\" in text or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
+    return f"No model folder at {path.resolve()}" if as_path else None
+
+
 @contextmanager
 def saved_model_errors(source):
     """Run the loading of the saved model `source`; a damaged or missing model ends in a `ValueError` that says
     what is wrong and how to mend it (`ValueError`s of the loading code itself pass unchanged)."""
     from safetensors import SafetensorError
 
+    missing = missing_local_folder(source)
+    if missing:
+        raise ValueError(f"{missing}: check the path (a training run's --output_dir, or one of its checkpoint-* folders), or give a Hub id as ORG/NAME.")
     where = describe_source(source)
     try:
         yield

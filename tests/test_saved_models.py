@@ -93,3 +93,19 @@ def test_the_command_line_prints_one_line(saved, tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: The weights of the model folder") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_mistyped_local_folder_is_named_at_once_without_asking_the_hub(tmp_path, monkeypatch):
+    """`outputs/no-such-model` where `outputs/` exists is a folder path, not a Hub id: one line naming it, and the Hub
+    is never asked (transformers would retry the network for half a minute first)."""
+    import huggingface_hub
+
+    (tmp_path / "outputs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *args, **kwargs: pytest.fail("asked the Hub"))
+    for source in ("outputs/no-such-model", "./model", "/nowhere/model"):
+        with pytest.raises(ValueError, match=r"No model folder at /.*: check the path"):
+            load_classifier(source, "cpu")
+    from modeling_q2l.saved_models import missing_local_folder
+
+    assert missing_local_folder("org/model") is None  # a Hub id: left to the Hub

@@ -11,7 +11,7 @@ import torch
 from transformers import CvtConfig
 
 from ..model import Query2LabelBackbone, Query2LabelConfig
-from ..zoo.official_backbones import CVT
+from ..zoo.families.cvt import CVT
 
 
 class Spec(dict):

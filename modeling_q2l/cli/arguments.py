@@ -11,6 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
@@ -193,6 +194,10 @@ class Query2LabelTrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
     dataloader_num_workers: int = field(
         default_factory=default_loader_workers, metadata={"help": "Data loading processes (default: 1 per 2 cores, at most 4)."}
+    )
+    dataloader_pin_memory: bool = field(
+        default_factory=lambda: torch.cuda.is_available(),
+        metadata={"help": "Pin the data loader's memory (default: only where CUDA is available; on CPU it only warns)."},
     )
     channels_last: bool = field(
         default=True, metadata={"help": "On CPU, train convolutional backbones in channels-last layout (about 1.6x faster)."}

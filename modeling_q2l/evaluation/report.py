@@ -92,10 +92,11 @@ def area_thresholds_for(dataset_name: str | None, requested=None) -> tuple[int, 
             raise ValueError(f"area_thresholds must be two increasing areas (small/medium, medium/large), got {requested}.")
         return int(requested[0]), int(requested[1])
     declared = None
-    if dataset_name:
+    local = Path(dataset_name or "").exists()
+    card_path = Path(dataset_name or "") / "README.md"
+    if dataset_name and (card_path.is_file() or not local):  # a local dataset's card is read from disk, never the Hub
         from huggingface_hub import DatasetCard
 
-        card_path = Path(dataset_name) / "README.md"
         try:
             card = DatasetCard.load(card_path if card_path.is_file() else dataset_name, repo_type="dataset")
             declared = card.data.to_dict().get("object_size_area_thresholds")

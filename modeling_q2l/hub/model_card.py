@@ -399,22 +399,11 @@ def training_model_card(config, report: dict, summary: TrainingSummary) -> Model
     return render_card(content)
 
 
-# What has been checked of each official backbone family's conversion, in the cards' words.
-CONVERSION_CHECKS = {
-    "resnet": "The converter reproduces the official logits of this backbone family (within 1e-4, "
-    "`tests/zoo/test_convert_official.py` on official-format fixtures).",
-    "cvt": "The converted backbone's feature maps match the authors' CvT within 8e-6 when both run side by side "
-    "(`scripts/compare_official_cvt.py`, `BENCHMARKS.md`); every key and shape of the official checkpoint is tested. "
-    "No end-to-end logit test exists for this family yet.",
-    "other": "The conversion is tested key by key and shape by shape against the official checkpoint's manifest; no "
-    "numerical parity test exists for this backbone family yet.",
-}
-
 # What the paper evaluated on, as the model index names it: no Hub dataset holds COCO 2014's val2014 split as such.
 COCO_2014 = {"dataset": "MS-COCO 2014 (val2014, 40,504 images)", "dataset_id": "coco-2014", "split": "validation"}
 
 
-def _provenance(variant, facts) -> str:
+def _provenance(variant, facts, family) -> str:
     if not facts.official_weights:
         return (
             "The authors have not published weights for this variant: this card describes its configuration "
@@ -423,20 +412,20 @@ def _provenance(variant, facts) -> str:
             f"pretrained {facts.backbone_name}, or from a published 448 px release), then `scripts/evaluate_model.py` on "
             "val2014 for the numbers."
         )
-    family = "resnet" if variant.official_backbone.startswith("resnet") else "cvt" if variant.official_backbone.startswith("CvT") else "other"
     return (
         "Converted from the authors' release (github SlongLiu/query2labels) with "
-        f"`scripts/convert_official_checkpoint.py --variant {variant.name}`. " + CONVERSION_CHECKS[family]
+        f"`scripts/convert_official_checkpoint.py --variant {variant.name}`. " + family.conversion_check
     )
 
 
 def variant_card(name: str, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
     """The card of a paper variant (`modeling_q2l.list_variants()`), with this package's measured results when given:
-    its architecture from `zoo.variants`, what is known of its weights from `zoo.pretrained`."""
-    from ..zoo.pretrained import get_pretrained_facts
+    everything it says of the variant comes from its family's record (`zoo/families/*.py`)."""
+    from ..zoo.official_backbones import official_family
     from ..zoo.variants import get_variant
 
-    variant, facts = get_variant(name), get_pretrained_facts(name)
+    variant = get_variant(name)
+    facts, family = variant.facts, official_family(variant.official_backbone)
     head = (
         f"hidden size {variant.hidden_size} (the backbone's channels, no input projection), 1 encoder and 2 decoder "
         "layers, 4 heads, feed-forward 8192, post-norm, no self-attention among label queries"
@@ -447,10 +436,10 @@ def variant_card(name: str, repo_id: str, measured: dict | None = None, measured
         summary=(
             f"Query2Label with a {facts.backbone_name} backbone ({facts.pretraining} pretraining) at "
             f"{variant.image_size} x {variant.image_size} px, for multi-label classification of the 80 MS-COCO object "
-            f"categories. {_provenance(variant, facts)}"
+            f"categories. {_provenance(variant, facts, family)}"
         ),
         architecture=(
-            f"{facts.backbone_name} computes a feature map (stride {16 if 'CvT' in variant.name else 32}); a DETR-style "
+            f"{facts.backbone_name} computes a feature map (stride {family.feature_stride}); a DETR-style "
             f"transformer ({head}) lets one learnable query per label cross-attend to it, with 2-D sine positional "
             "encodings computed for the actual input size; a per-label linear layer (GroupWiseLinear) turns each "
             "query into a logit. `output_attentions=True` returns where each label looks (`cross_attentions`)."

@@ -101,9 +101,9 @@ def load_fashion_mnist(directory: str | Path, split: str = "train"):
     directory = Path(directory)
     images_file = directory / f"{prefix}-images-idx3-ubyte.gz"
     if not images_file.is_file():
-        raise FileNotFoundError(
+        raise ValueError(
             f"No Fashion-MNIST files in {directory}: `apt-get install dataset-fashion-mnist`, or pass the folder "
-            "holding the idx files."
+            "holding the idx files (--fashion_mnist_dir), or build from another dataset (--dataset_name)."
         )
     return read_idx(images_file), read_idx(directory / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
 

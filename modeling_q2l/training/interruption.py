@@ -128,7 +128,17 @@ class FolderUpdate:
             else:
                 _link_or_copy(entry, target)
 
+    def _readable_by_the_umask(self) -> None:
+        """transformers writes weights owner-only (0600); the folder's files get the mode the user's umask gives
+        every other file they write, as a folder meant for sharing and serving should."""
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in self.staging.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o666 & ~umask)
+
     def commit(self) -> None:
+        self._readable_by_the_umask()
         if not self.folder.exists():
             os.rename(self.staging, self.folder)
             return

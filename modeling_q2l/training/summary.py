@@ -67,7 +67,7 @@ def summarise_run(
     )
     return TrainingSummary(
         recipe=f"`{recipe.recipe.name}` ({recipe.recipe.description})" if recipe else None,
-        recipe_overrides={option: f"{ran} (recipe: {value})" for option, (value, ran) in recipe.overridden.items() if option != "output_dir"} if recipe else None,
+        recipe_overrides={option: f"{ran} (recipe: {value})" for option, (value, ran) in recipe.overridden.items()} if recipe else None,
         dataset_name=data_args.dataset_name or data_args.coco_annotations,
         eval_split_name=data_args.eval_split_name,
         is_embedded_demo=is_fashion_mnist_mosaic(data_args.dataset_name),

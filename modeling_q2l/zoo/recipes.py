@@ -15,10 +15,10 @@ Option names are those of `cli.arguments` (`ModelArguments`, `DataArguments`, `Q
 the benchmarks build the demo's model from its recipe too.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from ..mosaics.layouts import HELD_OUT_LAYOUTS, layout_split_name
-from .architecture import ARCHITECTURE_OPTIONS, config_from_options
+from .architecture import ARCHITECTURE_OPTIONS, CONFIG_OPTIONS, config_from_options
 from .variants import VARIANTS, variant_config
 
 GENERAL = "general"
@@ -108,7 +108,7 @@ def _paper_recipe(name: str) -> Recipe:
     variant = VARIANTS[name]
     return Recipe(
         name=name,
-        description=f"the paper's {name}: its architecture at {variant.image_size} px and the authors' COCO training recipe",
+        description=f"the paper's architecture at {variant.image_size} px and the authors' COCO training recipe",
         values={
             "variant": name,
             **{option: getattr(config, option) for option in ARCHITECTURE_OPTIONS},
@@ -121,21 +121,28 @@ def _paper_recipe(name: str) -> Recipe:
     )
 
 
-RECIPES: dict[str, Recipe] = {
+# the recipes that are not a paper variant's; each registered variant has its own (`_paper_recipe`)
+NAMED_RECIPES: dict[str, Recipe] = {
     GENERAL: Recipe(GENERAL, "the documented defaults, for any dataset"),
     FASHION_MNIST_MOSAIC: Recipe(
         FASHION_MNIST_MOSAIC,
         "the embedded Fashion-MNIST mosaics' tuned settings (held-out layout splits, 128 px trained, 160 px saved)",
         _FASHION_MNIST_MOSAIC_VALUES,
     ),
-    **{name: _paper_recipe(name) for name in VARIANTS},
 }
 
 
+def all_recipes() -> dict[str, Recipe]:
+    """Every recipe: the named ones and one per registered paper variant."""
+    return {**NAMED_RECIPES, **{name: _paper_recipe(name) for name in sorted(VARIANTS)}}
+
+
 def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"Unknown recipe {name!r}. Recipes: {', '.join(RECIPES)}.")
-    return RECIPES[name]
+    if name in NAMED_RECIPES:
+        return NAMED_RECIPES[name]
+    if name in VARIANTS:
+        return _paper_recipe(name)
+    raise ValueError(f"Unknown recipe {name!r}. Recipes: {', '.join(all_recipes())}.")
 
 
 def choose_recipe(recipe: str | None, variant: str | None, default_dataset_recipe: str | None = None) -> Recipe:
@@ -149,8 +156,8 @@ def choose_recipe(recipe: str | None, variant: str | None, default_dataset_recip
             raise ValueError(f"--recipe {recipe} is the recipe of {chosen.values['variant']}, not of --variant {variant}.")
         return chosen
     if variant is not None:
-        return RECIPES[variant]
-    return get_recipe(default_dataset_recipe) if default_dataset_recipe else RECIPES[GENERAL]
+        return _paper_recipe(variant)
+    return get_recipe(default_dataset_recipe or GENERAL)
 
 
 @dataclass(frozen=True)
@@ -170,17 +177,41 @@ class RecipeUse:
         return f"{self.recipe.name} ({self.recipe.description})" + (f"; overridden: {changed}" if changed else "")
 
 
+# The options a recipe is made of: a run that changes one of them from its recipe's value (or, where the recipe
+# leaves it, from the option's documented default) says so in its log and its card. Where the data and the output go,
+# how the run logs and checkpoints, are not recipe values.
+RECIPE_OPTIONS = (
+    *CONFIG_OPTIONS, "inference_image_size", "freeze_backbone", "frozen_backbone_stages", "backbone_weights",
+    "ema_decay", "exempt_norm_and_bias_from_decay", "backbone_learning_rate", "adaptive_asymmetry",
+    "target_probability_gap", "asymmetry_step_size", "extra_eval_split_names", "localization_split_name",
+    "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+    "weight_decay", "optim", "lr_scheduler_type", "warmup_steps", "randaugment", "randaugment_magnitude",
+    "cutout_probability", "horizontal_flip", "layout_randomization", "object_recomposition", "seed", "bf16", "fp16",
+)  # fmt: skip
+
+
+def _plain(value):
+    return getattr(value, "value", value)  # transformers' enums (lr_scheduler_type, optim) as their strings
+
+
+def _documented_default(field):
+    if field.default is not MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not MISSING else None
+
+
 def overridden_values(recipe: Recipe, *argument_objects) -> dict:
-    """{option: (the recipe's value, the value the run used)} for each recipe value the run did not keep."""
-    used = {}
-    for arguments in argument_objects:
-        used.update(vars(arguments))
+    """{option: (the recipe's value, the value the run used)} for each recipe option (`RECIPE_OPTIONS`) the run did
+    not keep: where the recipe has no value for it, its documented default (the argument dataclass's) counts."""
     changed = {}
-    for option, value in recipe.values.items():
-        ran = used.get(option)
-        ran = getattr(ran, "value", ran)  # transformers' enums (lr_scheduler_type, optim) as their strings
-        if ran != value:
-            changed[option] = (value, ran)
+    for arguments in argument_objects:
+        for field in fields(arguments):
+            if field.name not in RECIPE_OPTIONS:
+                continue
+            expected = recipe.values[field.name] if field.name in recipe.values else _documented_default(field)
+            ran = _plain(getattr(arguments, field.name))
+            if ran != _plain(expected):
+                changed[field.name] = (_plain(expected), ran)
     return changed
 
 
@@ -191,4 +222,4 @@ def recipe_config(name: str, label_names: list[str]):
 
 
 def recipes_help() -> str:
-    return "; ".join(f"{recipe.name}: {recipe.description}" for recipe in RECIPES.values())
+    return "; ".join(f"{recipe.name}: {recipe.description}" for recipe in all_recipes().values())

@@ -14,7 +14,8 @@ from modeling_q2l.zoo.variants import VARIANTS
 CARDS = REPO / "model_cards"
 
 
-RELEASED = {"Q2L-R101-448", "Q2L-TResL-448", "Q2L-TResL-22k-448", "Q2L-SwinL-384", "Q2L-CvT-w24-384"}
+# the six the authors' README links and their q2l_infer.py accepts (github SlongLiu/query2labels)
+RELEASED = {"Q2L-R101-448", "Q2L-R101-576", "Q2L-TResL-448", "Q2L-TResL-22k-448", "Q2L-SwinL-384", "Q2L-CvT-w24-384"}
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

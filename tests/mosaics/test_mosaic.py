@@ -63,7 +63,7 @@ def test_idx_reader_and_fashion_mnist_loader(tmp_path):
     loaded, labels = load_fashion_mnist(tmp_path, "train")
     np.testing.assert_array_equal(loaded, images)
     assert labels.tolist() == [3, 7]
-    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+    with pytest.raises(ValueError, match="dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path, "test")
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(ValueError, match="idx"):

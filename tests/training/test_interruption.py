@@ -157,7 +157,11 @@ def test_folder_update_keeps_checkpoints_and_drops_old_model_files(tmp_path):
     (folder / "figures" / "old.png").write_text("old")
     update = FolderUpdate(folder)
     (update.staging / "model.safetensors").write_text("new")
+    (update.staging / "model.safetensors").chmod(0o600)  # as transformers writes weights
     update.commit()
     assert sorted(path.name for path in folder.iterdir()) == ["checkpoint-2", "model.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # readable as the user's other files
     assert (folder / "checkpoint-2" / "trainer_state.json").read_text() == "{}"
     assert not update.staging.exists()

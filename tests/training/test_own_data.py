@@ -54,7 +54,7 @@ def write_image_folder(root: Path, tree: str, line: dict) -> None:
 @pytest.mark.slow
 def test_the_readme_worked_example_runs_as_written_and_gets_the_general_recipe(tmp_path):
     tree, line, commands = worked_example()
-    assert [command.split()[:3] for command in commands] == [["accelerate", "launch", "scripts/train.py"], ["python", "scripts/predict.py", "--model"]]
+    assert [command.split()[:4] for command in commands] == [["accelerate", "launch", "--quiet", "scripts/train.py"], ["python", "scripts/predict.py", "--model", "outputs/my-model"]]
     dataset = shlex.split(commands[0])[shlex.split(commands[0]).index("--dataset_name") + 1]
     write_image_folder(tmp_path / dataset, tree, line)
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
@@ -66,7 +66,9 @@ def test_the_readme_worked_example_runs_as_written_and_gets_the_general_recipe(t
         assert runs[-1].returncode == 0, runs[-1].stderr[-4000:]
     trained = tmp_path / shlex.split(commands[0])[shlex.split(commands[0]).index("--output_dir") + 1]
     # the general recipe, said at the start: nothing of the embedded demo's
-    assert "Recipe general (the documented defaults, for any dataset)" in runs[0].stdout + runs[0].stderr
+    log = runs[0].stdout + runs[0].stderr
+    assert "Recipe general (the documented defaults, for any dataset); overridden: backbone 'test_resnet' (recipe: 'tf_efficientnet_lite0')" in log
+    assert "max_steps 3 (recipe: -1)" in log and "output_dir" not in log.split("Recipe general", 1)[1].split("\n", 1)[0]
     assert json.loads((trained / "preprocessor_config.json").read_text())["size"] == {"height": 64, "width": 64}
     report = json.loads((trained / "eval_results.json").read_text())
     assert report["dataset"] == dataset and "localization" not in report and not report.get("extra_splits")
@@ -77,3 +79,16 @@ def test_the_readme_worked_example_runs_as_written_and_gets_the_general_recipe(t
     # predicting with the result: one answer for the image the README names, labels among the dataset's
     (answer,) = json.loads(runs[1].stdout)
     assert answer["image"].endswith("0101.jpg") and {row["label"] for row in answer["labels"]} <= set(config["label2id"])
+
+
+@pytest.mark.slow
+def test_a_mistake_through_accelerate_launch_is_one_line(tmp_path):
+    """The README's launcher with `--quiet`: a split the data lacks is the script's one line and exit status 1,
+    without accelerate's own traceback."""
+    tree, line, commands = worked_example()
+    write_image_folder(tmp_path / "my_photos", tree, line)
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    argv = [accelerate, "launch", "--quiet", str(REPO / "scripts" / "train.py"), "--dataset_name", "my_photos", "--eval_split_name", "test", *TINY]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: No split 'test' in my_photos (splits: ['train', 'validation'])."

@@ -9,7 +9,7 @@ from helpers import EMBEDDED_DATASET, REPO
 
 from modeling_q2l.cli.arguments import parse_training_arguments
 from modeling_q2l.mosaics.layouts import HELD_OUT_LAYOUTS
-from modeling_q2l.zoo.recipes import FASHION_MNIST_MOSAIC, GENERAL, RECIPES, get_recipe, overridden_values
+from modeling_q2l.zoo.recipes import FASHION_MNIST_MOSAIC, GENERAL, all_recipes, get_recipe, overridden_values
 from modeling_q2l.zoo.variants import VARIANTS, variant_config
 
 SCRIPT_DEFAULTS = {"dataset_name": str(EMBEDDED_DATASET)}  # what scripts/train.py passes
@@ -32,11 +32,14 @@ def test_the_main_job_is_the_embedded_datasets_recipe():
     assert model_args.fuse_feature_levels and model_args.feature_fusion_channels == 256 == model_args.hidden_size
     assert data_args.localization_split_name == "out_of_layout" and len(HELD_OUT_LAYOUTS) == 10
     assert training_args.output_dir == "outputs/q2l-fashion-mnist-mosaic"
+    assert overridden_values(get_recipe(FASHION_MNIST_MOSAIC), model_args, data_args, training_args) == {}
 
 
 def test_another_dataset_gets_the_general_defaults_not_the_demos(tmp_path):
     model_args, data_args, training_args = parse("--dataset_name", str(tmp_path), "--image_size", "448")
     assert model_args.recipe == GENERAL
+    # each value changed from the documented defaults is named, nothing else (the data and output are not recipe values)
+    assert overridden_values(get_recipe(GENERAL), model_args, data_args, training_args) == {"image_size": (224, 448)}
     assert model_args.image_size == 448 and model_args.inference_image_size is None  # saved and evaluated at 448
     assert model_args.frozen_backbone_stages is None and not model_args.freeze_backbone
     assert training_args.layout_randomization == 0.0 and training_args.object_recomposition == 0.0
@@ -136,9 +139,9 @@ def test_every_recipe_sets_only_options_that_exist():
     from modeling_q2l.cli.arguments import DataArguments, ModelArguments, Query2LabelTrainingArguments
 
     options = {action.dest for action in HfArgumentParser((ModelArguments, DataArguments, Query2LabelTrainingArguments))._actions}
-    for recipe in RECIPES.values():
+    for recipe in all_recipes().values():
         assert set(recipe.values) <= options, recipe.name
-    assert set(RECIPES) == {GENERAL, FASHION_MNIST_MOSAIC, *VARIANTS}
+    assert set(all_recipes()) == {GENERAL, FASHION_MNIST_MOSAIC, *VARIANTS}
 
 
 def test_the_train_script_names_the_embedded_dataset_and_its_recipe():
@@ -164,7 +167,7 @@ def test_a_variant_run_trains_the_papers_head_and_its_card_names_the_recipe_and_
     assert (config["encoder_layers"], config["decoder_layers"], config["asl_gamma_neg"]) == (1, 2, 2.0)
     assert report["extra_splits"] == {} or "extra_splits" not in report  # not the demo's splits, on the demo's data
     card = (tmp_path / "README.md").read_text()
-    assert "Recipe: `Q2L-R101-448` (the paper's Q2L-R101-448" in card
+    assert "Recipe: `Q2L-R101-448` (the paper's architecture at 448 px and the authors' COCO training recipe)" in card
     for changed in ("`backbone` test_resnet (recipe: resnet101)", "`image_size` 64 (recipe: 448)", "`hidden_size` 32 (recipe: 2048)", "`per_device_train_batch_size` 8 (recipe: 64)"):
         assert changed in card, changed
     assert "one-cycle schedule with peak learning rate 0.0001" in card and "conv1, bn1, layer1 were not trained" in card

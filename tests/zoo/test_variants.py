@@ -26,7 +26,7 @@ def test_every_variant_builds_its_config(name):
 
 
 def test_variant_errors_and_overrides():
-    with pytest.raises(ValueError, match="Known variants: Q2L-R101-448"):
+    with pytest.raises(ValueError, match="Known variants: .*Q2L-R101-448"):
         variant_config("Q2L-R50-224")
     assert variant_config("Q2L-R101-448", image_size=512).image_size == 512
     with pytest.raises(ValueError, match="no field"):
