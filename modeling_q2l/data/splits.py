@@ -1,5 +1,5 @@
-"""The one place that turns the dataset arguments (`modeling_q2l.cli.arguments.DataArguments`) into splits: used by
-training, evaluation and prediction alike.
+"""The one place that turns a dataset's description (`DatasetSpec`, which the command line's `DataArguments` is) into
+splits: used by training, evaluation and prediction alike.
 
 - `load_training_splits(data_args)`: (train, evaluation) raw splits; without an evaluation split, part of train is
   held out. `load_streaming_splits` does the same for `--streaming`.
@@ -9,7 +9,7 @@ training, evaluation and prediction alike.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .labels import LabelEncoder, detect_label_format, parse_label_names, resolve_label_column
 from .loading import PreparedSplit, load_coco_instances, load_raw_datasets, prepare_split
@@ -26,24 +26,83 @@ def _first(dataset, count: int | None):
 DEFAULT_EVAL_SPLIT = "validation"  # without it, training holds part of train out
 
 
-def _raw_splits(data_args):
+@dataclass
+class DatasetSpec:
+    """Which dataset and splits, how to read its images and labels, how to check its samples: what every function of
+    this module takes. The command line's `DataArguments` (training, evaluation and prediction) is this class."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Hub id, local folder (Hub layout, imagefolder) or parquet file (scripts/train.py: the embedded set)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    train_split_name: str = field(default="train", metadata={"help": "Training split."})
+    eval_split_name: str = field(
+        default=DEFAULT_EVAL_SPLIT, metadata={"help": "Evaluation split (evaluate_model.py and predict.py: the split they read; training without a `validation` split holds --train_val_split of train out).", "aliases": ["--split"]}
+    )
+    extra_eval_split_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "More splits to evaluate the final model on, reported apart (recipe fashion-mnist-mosaic: out_of_layout and the layout_* splits); a name the dataset lacks stops the run before training."},
+    )
+    train_val_split: float = field(
+        default=0.15, metadata={"help": "Fraction of train held out when the dataset has no evaluation split."}
+    )
+    image_column_name: str = field(default="image", metadata={"help": "Column holding the images."})
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Column holding the labels (default: labels, label, objects or tags)."}
+    )
+    label_format: str = field(default="auto", metadata={"help": "auto, ids, names, multi_hot or objects."})
+    class_names: str | None = field(
+        default=None, metadata={"help": "Label names: coco, voc, a names file, or a comma-separated list."}
+    )
+    coco_annotations: str | None = field(default=None, metadata={"help": "COCO instances JSON for training."})
+    coco_image_dir: str | None = field(default=None, metadata={"help": "Image folder of --coco_annotations."})
+    coco_eval_annotations: str | None = field(default=None, metadata={"help": "COCO instances JSON for evaluation."})
+    coco_eval_image_dir: str | None = field(default=None, metadata={"help": "Image folder of the evaluation JSON."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the evaluation (and extra) splits."})
+    skip_bad_samples: bool = field(
+        default=False, metadata={"help": "Drop (and count) unreadable images and invalid labels instead of failing."}
+    )
+    allow_empty_labels: bool = field(
+        default=False, metadata={"help": "Keep samples without any label as all-negative examples."}
+    )
+    verify_images: bool = field(default=True, metadata={"help": "Decode every image once before training."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the training split as it downloads, without writing it to disk (needs --max_steps)."},
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes that check the samples and encode the labels (cached between runs)."}
+    )
+    localization_split_name: str | None = field(
+        default=None,
+        metadata={"help": "Training: also measure where the final model's label queries look on this split (one of --extra_eval_split_names, with boxes; recipe fashion-mnist-mosaic: out_of_layout)."},
+    )
+    area_thresholds: list[int] | None = field(
+        default=None,
+        metadata={"help": "Box areas splitting small/medium/large objects (default: the dataset card's, else COCO's 1024 9216)."},
+    )
+
+
+def _raw_splits(data_args: DatasetSpec):
     if not data_args.dataset_name:
         raise ValueError("Pass --dataset_name (a Hub id, a local folder or a parquet file) or --coco_annotations.")
     return load_raw_datasets(data_args.dataset_name, data_args.dataset_config_name)
 
 
-def _named_split(raw, data_args, name: str):
+def _named_split(raw, data_args: DatasetSpec, name: str):
     if name not in raw:
         raise ValueError(f"No split {name!r} in {data_args.dataset_name} (splits: {list(raw)}).")
     return raw[name]
 
 
-def dataset_description(data_args) -> str | None:
+def dataset_description(data_args: DatasetSpec) -> str | None:
     """What the data arguments name: the dataset, or the COCO file(s)."""
     return data_args.dataset_name or data_args.coco_eval_annotations or data_args.coco_annotations
 
 
-def load_training_splits(data_args):
+def load_training_splits(data_args: DatasetSpec):
     """(train, evaluation) `datasets.Dataset`s, each cut to `--max_train_samples` / `--max_eval_samples`."""
     if data_args.coco_annotations:
         train = load_coco_instances(data_args.coco_annotations, data_args.coco_image_dir or ".")
@@ -65,7 +124,7 @@ def load_training_splits(data_args):
     return _first(train, data_args.max_train_samples), _first(evaluation, data_args.max_eval_samples)
 
 
-def load_streaming_splits(data_args, max_steps: int | None):
+def load_streaming_splits(data_args: DatasetSpec, max_steps: int | None):
     """(train stream, evaluation `Dataset` held in memory) for `--streaming`: the training split is read as it
     downloads and never written to disk; the evaluation split's first `--max_eval_samples` (default 1,000) examples are
     kept in memory, or, without one, the first ones of the training stream are held out."""
@@ -92,7 +151,7 @@ def load_streaming_splits(data_args, max_steps: int | None):
     return train, evaluation
 
 
-def load_split(data_args, name: str | None = None):
+def load_split(data_args: DatasetSpec, name: str | None = None):
     """One split, `name` or `--eval_split_name`, cut to `--max_eval_samples`. With COCO files: the evaluation file
     (`--coco_eval_annotations`, else `--coco_annotations`)."""
     if data_args.coco_eval_annotations or data_args.coco_annotations:
@@ -105,7 +164,7 @@ def load_split(data_args, name: str | None = None):
     return _first(dataset, data_args.max_eval_samples)
 
 
-def load_extra_splits(data_args) -> dict:
+def load_extra_splits(data_args: DatasetSpec) -> dict:
     """The splits of `--extra_eval_split_names` ({name: Dataset}); a name the dataset lacks stops with the splits it
     has. COCO files and streams have no extra splits."""
     names = data_args.extra_eval_split_names or []
@@ -129,7 +188,7 @@ class SplitPreparer:
     num_proc: int | None = None
 
     @classmethod
-    def for_dataset(cls, data_args, dataset) -> "SplitPreparer":
+    def for_dataset(cls, data_args: DatasetSpec, dataset) -> "SplitPreparer":
         """Detect the label column and format on `dataset` (for a stream: its held-in-memory evaluation rows)."""
         label_column = resolve_label_column(dataset, data_args.label_column_name)
         encoder = detect_label_format(

@@ -2,10 +2,11 @@
 the evaluation split as it is."""
 
 from ..data.transforms import MultiLabelImageDataset, StreamingMultiLabelDataset, training_augmentation
+from .options import TrainingOptions
 
 
 def training_datasets(
-    train_source, eval_split, preparer, processor, image_size: int, training_args, streaming: bool, eval_processor=None
+    train_source, eval_split, preparer, processor, image_size: int, training_args: TrainingOptions, streaming: bool, eval_processor=None
 ):
     """(train dataset, evaluation dataset). `train_source` is the prepared training split, or the stream when
     `streaming`; the augmentation follows `training_args` (RandAugment, flip, layout randomisation, object

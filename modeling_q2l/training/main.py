@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_streaming_splits, load_training_splits
+from ..data.splits import DatasetSpec, SplitPreparer, dataset_description, load_extra_splits, load_streaming_splits, load_training_splits
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel, processor_at_size
 from ..evaluation.final_report import FinalReportRequest, final_report
 from ..evaluation.metrics import sigmoid_scores
@@ -21,6 +21,7 @@ from .data_setup import training_datasets
 from .interruption import FolderUpdate, SigtermCheckpoint
 from .localization import check_localization_split, localization_on
 from .model_setup import build_model
+from .options import ModelOptions, TrainingOptions
 from .push import push_outputs, take_over_push
 from ..zoo.recipes import RecipeUse
 from .resume import checkpoint_to_resume
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 ATTENTION_FIGURE_IMAGES = 2  # evaluation images whose attention maps the card shows
 
 
-def run(model_args, data_args, training_args):
+def run(model_args: ModelOptions, data_args: DatasetSpec, training_args: TrainingOptions):
     """Train, keep the better of regular and EMA weights, report, save (on the main process), push if asked.
     Returns the trainer (holding the final model) and the report."""
     configure_logging(training_args)

@@ -12,6 +12,7 @@ from ..saved_models import saved_model_errors
 from ..zoo.architecture import config_from_options, loss_settings
 from ..zoo.backbone_weights import BackboneWeights, load_pretrained_backbone
 from ..zoo.pretrained import get_pretrained_facts
+from .options import ModelOptions
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class StartingModel:
     frozen: str | None = None  # what of the backbone was frozen, in words
 
 
-def build_model(model_args, label_names: list[str]) -> StartingModel:
+def build_model(model_args: ModelOptions, label_names: list[str]) -> StartingModel:
     """A new model or a saved one adapted to the dataset's labels, with the requested backbone freezing."""
     if model_args.freeze_backbone and model_args.frozen_backbone_stages is not None:
         raise ValueError("Pass --freeze_backbone (the whole backbone) or --frozen_backbone_stages N, not both.")

@@ -2,12 +2,14 @@
 
 from ..mosaics.mosaic import is_fashion_mnist_mosaic
 from ..hub.model_card import TrainingSummary
+from ..data.splits import DatasetSpec
 from ..zoo.recipes import ONE_CYCLE, RecipeUse
+from .options import ModelOptions, TrainingOptions
 
 OPTIMIZER_NAMES = {"adamw_torch": "AdamW", "adamw_torch_fused": "AdamW (fused)", "sgd": "SGD", "adafactor": "Adafactor"}
 
 
-def _schedule(training_args, model_args) -> str:
+def _schedule(training_args: TrainingOptions, model_args: ModelOptions) -> str:
     length = f"{training_args.max_steps} steps" if training_args.max_steps > 0 else f"{training_args.num_train_epochs:g} epochs"
     optimizer = str(getattr(training_args.optim, "value", training_args.optim))
     scheduler = str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type))
@@ -24,7 +26,7 @@ def _schedule(training_args, model_args) -> str:
     )
 
 
-def _loss(model_args) -> str:
+def _loss(model_args: ModelOptions) -> str:
     if model_args.loss == "asl":
         settings = f"gamma_neg {model_args.gamma_neg}, gamma_pos {model_args.gamma_pos}, clip {model_args.clip}"
     elif model_args.loss == "focal":
@@ -35,7 +37,8 @@ def _loss(model_args) -> str:
 
 
 def summarise_run(
-    model, model_args, data_args, training_args, started, saved_weights: str, recipe: RecipeUse | None = None,
+    model, model_args: ModelOptions, data_args: DatasetSpec, training_args: TrainingOptions, started, saved_weights: str,
+    recipe: RecipeUse | None = None,
     training_image_size: int | None = None,
 ) -> TrainingSummary:
     """What the run did: `started` is the `model_setup.StartingModel` it began from, `recipe` the recipe it started
