@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data.labels import FASHION_MNIST_LABELS
+from ..evaluation.report import EvaluationReport
 
 SOURCE_CLASSES = 5
 
@@ -27,20 +28,20 @@ def half_label_dataset(output: Path, embedded_dataset: str) -> Path:
     return output
 
 
-def per_subset_map(report: dict) -> dict:
-    ap = {row["label"]: row["AP"] for row in report["per_label"]}
+def per_subset_map(report: EvaluationReport) -> dict:
+    ap = {row.label: row.AP for row in report.per_label}
     matched = [ap[name] for name in FASHION_MNIST_LABELS[:SOURCE_CLASSES]]
     new = [ap[name] for name in FASHION_MNIST_LABELS[SOURCE_CLASSES:]]
     return {
-        "mAP": report["mAP"],
+        "mAP": report.mAP,
         "mAP_matched": sum(matched) / len(matched),
         "mAP_new": sum(new) / len(new),
-        "train_runtime_s": report["train_runtime_s"],
-        "trainable_parameters": report["trainable_parameters"],
+        "train_runtime_s": report.run.train_runtime_s,
+        "trainable_parameters": report.run.trainable_parameters,
     }
 
 
-def run_transfer_benchmark(args, embedded_dataset: str, train: Callable[[list[str]], dict]) -> dict:
+def run_transfer_benchmark(args, embedded_dataset: str, train: Callable[[list[str]], EvaluationReport]) -> dict:
     """`args`: `TransferBenchmarkArguments`; `train(argv)` runs the main job and returns its report (the cli's
     `train` command). Prints the table and returns the results."""
     output = Path(args.output_dir)
@@ -60,7 +61,7 @@ def run_transfer_benchmark(args, embedded_dataset: str, train: Callable[[list[st
         "from the ImageNet backbone (new head)": [],
         "from the half-label model, head only (--freeze_backbone)": ["--model_name_or_path", str(output / "source"), "--freeze_backbone", "true"],
     }
-    results = {"source (5 labels, 4,000 mosaics)": {"mAP": source_report["mAP"], "train_runtime_s": source_report["train_runtime_s"]}}
+    results = {"source (5 labels, 4,000 mosaics)": {"mAP": source_report.mAP, "train_runtime_s": source_report.run.train_runtime_s}}
     for index, (name, extra) in enumerate(runs.items()):
         report = train([*finetune, "--output_dir", str(output / f"finetune-{index}"), *extra])
         results[name] = per_subset_map(report)
@@ -74,5 +75,5 @@ def run_transfer_benchmark(args, embedded_dataset: str, train: Callable[[list[st
                 f"| {name} | {100 * row['mAP']:.2f} | {100 * row['mAP_matched']:.2f} | {100 * row['mAP_new']:.2f} | "
                 f"{row['train_runtime_s']} | {row['trainable_parameters']:,} |"
             )
-    print(f"\nsource model: mAP {100 * source_report['mAP']:.2f} on its 5 labels; {results['total_runtime_s']} s in all")
+    print(f"\nsource model: mAP {100 * source_report.mAP:.2f} on its 5 labels; {results['total_runtime_s']} s in all")
     return results

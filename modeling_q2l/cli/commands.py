@@ -22,17 +22,18 @@ def run_script(command, *args, **kwargs) -> None:
     sys.exit(status if isinstance(status, int) else 0)
 
 
-def train(argv=None, defaults: dict | None = None, default_dataset_recipe: str | None = None) -> dict:
+def train(argv=None, defaults: dict | None = None, default_dataset_recipe: str | None = None):
     """Train, evaluate, save a Hub-ready folder (the main job). Returns the report. `default_dataset_recipe`: the
-    recipe a run on `defaults["dataset_name"]` starts from (`arguments.parse_training_arguments`)."""
+    recipe a run on `defaults["dataset_name"]` starts from (`arguments.parse_training_arguments`). Returns the
+    `evaluation.report.EvaluationReport`."""
     from ..training.main import run
 
     _, report = run(*arguments.parse_training_arguments(argv, defaults, default_dataset_recipe))
     return report
 
 
-def evaluate(argv=None) -> dict:
-    """Evaluate a saved model on a dataset split. Returns the report."""
+def evaluate(argv=None):
+    """Evaluate a saved model on a dataset split. Returns the `EvaluationReport`."""
     from ..evaluation.evaluate import run_evaluation
 
     args, data_args = arguments.parse((arguments.EvaluationArguments, arguments.DataArguments), argv)

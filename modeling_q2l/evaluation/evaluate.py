@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.splits import SplitPreparer, dataset_description, load_extra_splits, load_split
+from ..data.splits import DatasetSpec, SplitPreparer, dataset_description, load_extra_splits, load_split
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel, processor_at_size
 from .attention_maps import LocalizationCounts, add_image, label_attention_maps, localization_summary, upsample_maps
 from .final_report import FinalReportRequest, final_report
 from .predict import load_classifier
-from .report import area_thresholds_for, boxes_by_label, object_label_mapper, report_to_markdown
+from .report import EvaluationReport, area_thresholds_for, boxes_by_label, object_label_mapper, report_to_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def save_label_thresholds(model_dir: str, thresholds: list[float]) -> None:
     logger.info("Saved %d fitted label thresholds into %s/config.json.", len(thresholds), model_dir)
 
 
-def run_evaluation(args, data_args) -> dict:
+def run_evaluation(args, data_args: DatasetSpec) -> EvaluationReport:
     """Evaluate `args.model` on the split `data_args` names (`--eval_split_name`, alias `--split`) through the final
     report step that training uses; optionally refit and save the per-label thresholds, measure localisation and
     write the plots. `args` is an `EvaluationArguments`, `data_args` the shared `DataArguments`."""
@@ -136,20 +136,19 @@ def run_evaluation(args, data_args) -> dict:
     report, _ = final_report(model, processor, split, preparer, predict, request)
     if args.fit_thresholds:
         save_label_thresholds(args.model, model.config.label_thresholds)
-    report.update({"model": args.model, "dataset": dataset_description(data_args), "eval_split": data_args.eval_split_name, "image_size": processor.size.height})
+    report.model, report.dataset, report.eval_split = args.model, dataset_description(data_args), data_args.eval_split_name
+    report.image_size = processor.size.height
     if args.fit_thresholds:
-        report["label_thresholds_fitted_on"] = f"{report['dataset']} ({data_args.eval_split_name} split)"
-    if args.plots:
-        report["plots"] = report.pop("figures")
+        report.label_thresholds_fitted_on = f"{report.dataset} ({data_args.eval_split_name} split)"
     markdown = report_to_markdown(report)
     if args.localization:
-        report["localization"] = localization_for_split(
+        report.localization = localization_for_split(
             model, processor, split, preparer.encoder, preparer.image_column, model_names, args.attention_layer,
             args.through_encoder, args.batch_size, head=args.attention_head,
         )
-        markdown += "\n\n" + localization_markdown(report["localization"])
+        markdown += "\n\n" + localization_markdown(report.localization)
     if args.output:
-        Path(args.output).write_text(json.dumps(report, indent=2))
+        Path(args.output).write_text(json.dumps(report.to_json(), indent=2))
     if args.markdown:
         Path(args.markdown).write_text(markdown + "\n")
     print(markdown)

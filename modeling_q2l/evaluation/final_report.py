@@ -16,12 +16,10 @@ import numpy as np
 from ..data.loading import PreparedSplit
 from ..data.splits import SplitPreparer
 from ..extras import MissingExtraError, require
-from .report import labels_in_model_order, report_for_split
+from .report import EvaluationReport, labels_in_model_order, report_for_split
 from .thresholds import fit_label_thresholds
 
 logger = logging.getLogger(__name__)
-
-EXTRA_SPLIT_KEYS = ("num_images", "mAP", "mAP_voc", "CF1", "OF1", "mAP_small", "mAP_medium", "mAP_large")
 
 
 @dataclass
@@ -44,7 +42,7 @@ def final_report(
     predict: Callable[[PreparedSplit], np.ndarray],
     request: FinalReportRequest,
     scores: np.ndarray | None = None,
-) -> tuple[dict, np.ndarray]:
+) -> tuple[EvaluationReport, np.ndarray]:
     """(report, scores) of `model` on `split`. `predict(split)` gives sigmoid scores in the model's label order
     (skipped when `scores` are given). With `request.fit_thresholds` the F1-optimal threshold of each label is fitted
     on the split and stored in `model.config.label_thresholds` (the pipeline's default)."""
@@ -56,19 +54,15 @@ def final_report(
     report = report_for_split(
         scores, split, preparer.encoder, label_names, request.area_thresholds, request.threshold, label_thresholds
     )
-    report["extra_splits"] = {}
     for name, dataset in request.extra_splits.items():
         extra = preparer.prepare(dataset, split_name=name)
         extra_report = report_for_split(
             predict(extra), extra, preparer.encoder, label_names, request.area_thresholds, request.threshold, label_thresholds
         )
-        summary = {key: extra_report[key] for key in EXTRA_SPLIT_KEYS if key in extra_report}
-        if "at_label_thresholds" in extra_report:
-            summary["at_label_thresholds"] = {key: extra_report["at_label_thresholds"][key] for key in ("CF1", "OF1")}
-        report["extra_splits"][name] = summary
-        logger.info("%s split: mAP %.2f on %d images.", name, 100 * extra_report["mAP"], extra_report["num_images"])
+        report.extra_splits[name] = extra_report.summary()
+        logger.info("%s split: mAP %.2f on %d images.", name, 100 * extra_report.mAP, extra_report.num_images)
     if request.figures_dir is not None:
-        report["figures"] = save_figures(
+        report.figures = save_figures(
             Path(request.figures_dir), model, processor, scores, split, preparer, report, request.attention_figures
         )
     return report, scores

@@ -58,7 +58,7 @@ def plot_precision_recall(path, scores, labels, label_names, report) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 6))
     show_legend = len(label_names) <= MAX_LABELS_IN_LEGEND
-    ap_of = {row["label"]: row["AP"] for row in report["per_label"]}
+    ap_of = {row.label: row.AP for row in report.per_label}
     for index, (name, color) in enumerate(zip(label_names, _label_colors(plt, len(label_names)))):
         if not (labels[:, index] == 1).any():
             continue
@@ -68,7 +68,7 @@ def plot_precision_recall(path, scores, labels, label_names, report) -> None:
     precision, recall = precision_recall_curve(scores.ravel(), labels.ravel() == 1, labels.ravel() != -1)
     axes.plot(recall, precision, color="black", linewidth=2.5, label="micro (all labels)")
     axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    axes.set_title(f"Precision-recall, {report['num_images']} images (mAP {100 * report['mAP']:.2f})")
+    axes.set_title(f"Precision-recall, {report.num_images} images (mAP {100 * report.mAP:.2f})")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower left")
     figure.tight_layout()
@@ -78,10 +78,10 @@ def plot_precision_recall(path, scores, labels, label_names, report) -> None:
 
 def plot_ap_per_label(path, report) -> None:
     plt = pyplot()
-    rows = sorted((row for row in report["per_label"] if row["AP"] is not None and not np.isnan(row["AP"])), key=lambda r: r["AP"])
+    rows = sorted((row for row in report.per_label if row.AP is not None and not np.isnan(row.AP)), key=lambda row: row.AP)
     figure, axes = plt.subplots(figsize=(7, max(3, 0.28 * len(rows) + 1)))
-    axes.barh([row["label"] for row in rows], [100 * row["AP"] for row in rows], color="tab:blue")
-    axes.axvline(100 * report["mAP"], color="black", linestyle="--", label=f"mAP {100 * report['mAP']:.2f}")
+    axes.barh([row.label for row in rows], [100 * row.AP for row in rows], color="tab:blue")
+    axes.axvline(100 * report.mAP, color="black", linestyle="--", label=f"mAP {100 * report.mAP:.2f}")
     axes.set(xlabel="AP (%)", xlim=(0, 100))
     axes.set_title("Average precision per label")
     axes.legend(loc="lower right")
@@ -93,13 +93,14 @@ def plot_ap_per_label(path, report) -> None:
 def plot_map_by_size(path, report) -> None:
     plt = pyplot()
     names = ("small", "medium", "large")
-    values = [report.get(f"mAP_{name}") for name in names]
+    sizes = report.by_size
+    values = [getattr(sizes, f"mAP_{name}") for name in names]
     figure, axes = plt.subplots(figsize=(5, 4))
     bars = axes.bar(names, [100 * (value or 0) for value in values], color=["tab:orange", "tab:green", "tab:purple"])
     for bar, name, value in zip(bars, names, values):
-        text = "n/a" if value is None else f"{100 * value:.1f}\n({report[f'num_objects_{name}']} objects)"
+        text = "n/a" if value is None else f"{100 * value:.1f}\n({getattr(sizes, f'num_objects_{name}')} objects)"
         axes.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
-    small, large = report["area_thresholds"]
+    small, large = sizes.area_thresholds
     axes.set(ylabel="mAP (%)", ylim=(0, 110), xlabel=f"largest box of the label (area < {small}, < {large}, larger)")
     axes.set_title("mAP by object size")
     figure.tight_layout()
@@ -142,7 +143,7 @@ def write_evaluation_plots(output_dir, scores, labels, label_names, report, labe
     plot_precision_recall(paths["precision_recall"], scores, labels, label_names, report)
     plot_ap_per_label(paths["ap_per_label"], report)
     plot_f1_against_threshold(paths["f1_threshold"], scores, labels, label_names, label_thresholds)
-    if report.get("mAP_small") is not None or "area_thresholds" in report:
+    if report.by_size is not None:
         paths["map_by_size"] = str(output_dir / "map_by_size.png")
         plot_map_by_size(paths["map_by_size"], report)
     return paths

@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..evaluation.report import (
+    EvaluationReport,
+    extra_splits_markdown,
+    label_thresholds_table,
+    metrics_table,
+    object_size_table,
+    per_label_table,
+)
+
 PAPER_URL = "https://arxiv.org/abs/2107.10834"
 CITATIONS = """```bibtex
 @article{liu2021query2label,
@@ -24,7 +33,7 @@ CITATIONS = """```bibtex
   year      = {2021}
 }
 ```"""
-MEASURED_KEYS = ("mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3")
+MEASURED_KEYS = ("mAP", "mAP_voc", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1_top3", "OF1_top3")  # the card's columns
 
 
 @dataclass
@@ -42,7 +51,7 @@ class CardContent:
     datasets: list[str] = field(default_factory=list)
     base_model: str | None = None
     paper_results: list[dict] = field(default_factory=list)
-    measured: dict | None = None
+    measured: EvaluationReport | None = None
     measured_on: str | None = None
     measured_dataset_id: str | None = None
     figures: dict[str, str] = field(default_factory=dict)  # figure name -> path inside the repository
@@ -92,19 +101,21 @@ def _eval_results(content: CardContent) -> list[EvalResult]:
         )
         for row in content.paper_results
     ]
-    if content.measured:
-        for key in ("mAP", "mAP_voc", "CF1", "OF1"):
-            if content.measured.get(key) is not None:
+    report = content.measured
+    if report is not None:
+        headline = {"mAP": report.mAP, "mAP_voc": report.mAP_voc, "CF1": report.at_threshold.CF1, "OF1": report.at_threshold.OF1}
+        for key, value in headline.items():
+            if value is not None:
                 results.append(
                     EvalResult(
                         task_type="image-classification",
                         task_name="Multi-label image classification",
                         dataset_type=content.measured_dataset_id or "custom",
                         dataset_name=content.measured_on or "evaluation data",
-                        dataset_split=content.measured.get("eval_split"),
+                        dataset_split=report.eval_split,
                         metric_type=key,
                         metric_name=f"{key} (measured with this package)",
-                        metric_value=round(100 * content.measured[key], 2),
+                        metric_value=round(100 * value, 2),
                     )
                 )
     return results
@@ -117,43 +128,30 @@ def _measured_section(content: CardContent) -> str:
             "publish with `--eval_results` to add them."
         )
     report = content.measured
-    header = "| " + " | ".join(MEASURED_KEYS) + " |\n|" + " --- |" * len(MEASURED_KEYS)
-    values = "| " + " | ".join(f"{100 * report[k]:.2f}" if report.get(k) is not None else "n/a" for k in MEASURED_KEYS) + " |"
     text = (
-        f"Measured with this package on {content.measured_on} ({report.get('num_images', '?')} images, "
-        f"threshold {report.get('threshold', 0.5)}; values in percent). `mAP` is the non-interpolated mean AP "
-        "(scikit-learn), `mAP_voc` the all-point interpolated flavour of the official evaluation.\n\n"
-        f"{header}\n{values}\n"
+        f"Measured with this package on {content.measured_on} ({report.num_images} images, threshold "
+        f"{report.threshold}; values in percent). `mAP` is the non-interpolated mean AP (scikit-learn), `mAP_voc` the "
+        "all-point interpolated flavour of the official evaluation.\n\n" + "\n".join(metrics_table(report, MEASURED_KEYS)) + "\n"
     )
-    if report.get("at_label_thresholds"):
-        at_thresholds = report["at_label_thresholds"]
-        keys = [key for key in MEASURED_KEYS if key in at_thresholds]
+    if report.at_label_thresholds is not None:
         text += (
             "\nAt the per-label thresholds saved in the config (`label_thresholds`, fitted on "
-            f"{report.get('label_thresholds_fitted_on', 'this evaluation split')} to maximise each label's F1; the "
-            "pipeline uses them by default; measured on the split they were fitted on, so optimistic for new data):\n\n"
-            "| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys) + "\n"
-            "| " + " | ".join(f"{100 * at_thresholds[k]:.2f}" for k in keys) + " |\n"
+            f"{report.label_thresholds_fitted_on or 'this evaluation split'} to maximise each label's F1; the pipeline "
+            "uses them by default; measured on the split they were fitted on, so optimistic for new data):\n\n"
+            + "\n".join(label_thresholds_table(report, MEASURED_KEYS)) + "\n"
         )
-    from ..evaluation.report import extra_splits_markdown
-
-    text += "\n".join(extra_splits_markdown(report)) + ("\n" if report.get("extra_splits") else "")
-    if report.get("mAP_small") is not None or report.get("mAP_large") is not None:
-        low, high = report["area_thresholds"]
-        sizes = " | ".join(f"{100 * report[f'mAP_{b}']:.2f}" if report.get(f"mAP_{b}") is not None else "n/a" for b in ("small", "medium", "large"))
-        text += f"\nmAP by object size (box area < {low}, < {high}, larger):\n\n| small | medium | large |\n| --- | --- | --- |\n| {sizes} |\n"
-    if report.get("per_label"):
-        with_thresholds = all("threshold" in row for row in report["per_label"])
-        rows = "\n".join(
-            f"| {row['label']} | " + (f"{100 * row['AP']:.2f}" if row["AP"] is not None else "n/a") + " |"
-            + (f" {row['threshold']:.3f} |" if with_thresholds else "")
-            for row in report["per_label"]
+    text += "\n".join(extra_splits_markdown(report)) + ("\n" if report.extra_splits or report.localization else "")
+    if report.by_size is not None:
+        low, high = report.by_size.area_thresholds
+        text += f"\nmAP by object size (box area < {low}, < {high}, larger):\n\n" + "\n".join(object_size_table(report)) + "\n"
+    if report.per_label:
+        text += "\nAP per label:\n\n" + "\n".join(per_label_table(report, with_positives=False)) + "\n"
+    if report.run is not None:
+        run = report.run
+        text += (
+            f"\nRun details: weights: {run.weights}; backbone_weights: {run.backbone_weights}; train_runtime_s: "
+            f"{run.train_runtime_s}; total_runtime_s: {run.total_runtime_s}; torch_threads: {run.torch_threads}.\n"
         )
-        header = "| label | AP |" + (" threshold |" if with_thresholds else "") + "\n|" + " --- |" * (2 + with_thresholds)
-        text += f"\nAP per label:\n\n{header}\n{rows}\n"
-    extras = [f"{k}: {report[k]}" for k in ("weights", "backbone_weights", "train_runtime_s", "total_runtime_s", "torch_threads") if k in report]
-    if extras:
-        text += "\nRun details: " + "; ".join(extras) + ".\n"
     return text
 
 
@@ -168,17 +166,19 @@ def _paper_section(content: CardContent) -> str:
     )
 
 
-def comparison_section(report: dict, other: dict, other_name: str) -> str:
+def comparison_section(report: EvaluationReport, other: EvaluationReport, other_name: str) -> str:
     """A `## Compared with ...` section: this model's mAP against another run's (e.g. a baseline trained under the same
     budget), on the evaluation split, each extra split and by object size, from the two runs' reports."""
-    rows = [("evaluation split: mAP", report.get("mAP"), other.get("mAP"))]
-    for key in ("mAP_small", "mAP_medium", "mAP_large"):
-        if report.get(key) is not None and other.get(key) is not None:
-            rows.append((f"evaluation split: {key}", report[key], other[key]))
-    for split, row in (report.get("extra_splits") or {}).items():
-        theirs = (other.get("extra_splits") or {}).get(split)
+    rows = [("evaluation split: mAP", report.mAP, other.mAP)]
+    if report.by_size is not None and other.by_size is not None:
+        for name in ("small", "medium", "large"):
+            ours, theirs = getattr(report.by_size, f"mAP_{name}"), getattr(other.by_size, f"mAP_{name}")
+            if ours is not None and theirs is not None:
+                rows.append((f"evaluation split: mAP_{name}", ours, theirs))
+    for split, row in report.extra_splits.items():
+        theirs = other.extra_splits.get(split)
         if theirs:
-            rows.append((f"{split}: mAP", row["mAP"], theirs["mAP"]))
+            rows.append((f"{split}: mAP", row.mAP, theirs.mAP))
     table = "\n".join(f"| {name} | {100 * ours:.2f} | {100 * theirs:.2f} | {100 * (ours - theirs):+.2f} |" for name, ours, theirs in rows)
     return (
         f"## Compared with the {other_name}\n\nBoth measured with this package on the same data (values in percent).\n\n"
@@ -186,7 +186,7 @@ def comparison_section(report: dict, other: dict, other_name: str) -> str:
     )
 
 
-def add_comparison(card: ModelCard, report: dict, other: dict, other_name: str) -> ModelCard:
+def add_comparison(card: ModelCard, report: EvaluationReport, other: EvaluationReport, other_name: str) -> ModelCard:
     """The card with a comparison section (see `comparison_section`) before its limitations."""
     text = card.text
     position = text.find("## Limitations")
@@ -196,13 +196,13 @@ def add_comparison(card: ModelCard, report: dict, other: dict, other_name: str) 
     return card
 
 
-def replace_measured_results(card: ModelCard, report: dict, measured_on: str | None) -> ModelCard:
+def replace_measured_results(card: ModelCard, report: EvaluationReport, measured_on: str | None) -> ModelCard:
     """The same card with its measured results (metadata and the `## Results` section) taken from `report`.
 
     Results reported by the paper stay as they are."""
     content = CardContent(
         model_name=card.data.model_name or "model", repo_id="", summary="", architecture="", training="",
-        limitations="", measured=report, measured_on=measured_on, measured_dataset_id=report.get("dataset"),
+        limitations="", measured=report, measured_on=measured_on, measured_dataset_id=report.dataset,
     )  # fmt: skip
     kept = [r for r in card.data.eval_results or [] if "paper" in (r.source_name or "")]
     card.data.eval_results = kept + _eval_results(content) or None
@@ -355,7 +355,7 @@ def _feature_map_words(config) -> str:
     return "last feature map"
 
 
-def training_model_card(config, report: dict, summary: TrainingSummary) -> ModelCard:
+def training_model_card(config, report: EvaluationReport, summary: TrainingSummary) -> ModelCard:
     """The card `scripts/train.py` writes next to the weights it saves."""
     is_embedded = summary.is_embedded_demo
     dataset = "the embedded Fashion-MNIST mosaic set (validation split)" if is_embedded else f"{summary.dataset_name} ({summary.eval_split_name} split)"
@@ -394,7 +394,7 @@ def training_model_card(config, report: dict, summary: TrainingSummary) -> Model
         measured=report,
         measured_on=dataset,
         measured_dataset_id="fashion-mnist-mosaic" if is_embedded else summary.dataset_name,
-        figures=report.get("figures") or {},
+        figures=report.figures,
     )
     return render_card(content)
 
@@ -418,7 +418,7 @@ def _provenance(variant, facts, family) -> str:
     )
 
 
-def variant_card(name: str, repo_id: str, measured: dict | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
+def variant_card(name: str, repo_id: str, measured: EvaluationReport | None = None, measured_on: str | None = None, measured_dataset_id: str | None = None) -> ModelCard:
     """The card of a paper variant (`modeling_q2l.list_variants()`), with this package's measured results when given:
     everything it says of the variant comes from its family's record (`zoo/families/*.py`)."""
     from ..zoo.official_backbones import official_family

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, get_token
 
+from ..evaluation.report import EvaluationReport
 from ..model.configuration_query2label import QUERY2LABEL_AUTO_MAP
 from ..saved_models import safetensors_error, unreadable_weights
 from .model_card import CardContent, add_comparison, render_card, replace_measured_results, variant_card
@@ -62,9 +63,16 @@ def _weight_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def check_report_labels(report: dict, config: dict) -> None:
+def _read_report(path: Path, what: str) -> EvaluationReport:
+    try:
+        return EvaluationReport.from_json(_read_json(path, what))
+    except (ValueError, TypeError) as error:
+        raise PublishError(f"{what} in {path} is {error}: pass the eval_results.json of scripts/evaluate_model.py or scripts/train.py.") from None
+
+
+def check_report_labels(report: EvaluationReport, config: dict) -> None:
     """The report must be about this model's labels, in any order."""
-    reported = [row["label"] for row in report.get("per_label", [])]
+    reported = [row.label for row in report.per_label]
     model_labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     if sorted(reported) != sorted(model_labels):
         raise PublishError(
@@ -73,12 +81,12 @@ def check_report_labels(report: dict, config: dict) -> None:
         )
 
 
-def build_card(args, model_dir: Path, config: dict, report: dict | None) -> ModelCard:
-    measured_on = args.measured_on or (report or {}).get("dataset")
+def build_card(args, model_dir: Path, config: dict, report: EvaluationReport | None) -> ModelCard:
+    measured_on = args.measured_on or (report.dataset if report else None)
     if report is not None and measured_on:
-        measured_on = f"{measured_on} ({report.get('eval_split', 'evaluation')} split)"
+        measured_on = f"{measured_on} ({report.eval_split or 'evaluation'} split)"
     if args.variant is not None:
-        return variant_card(args.variant, args.repo_id, report, measured_on, (report or {}).get("dataset"))
+        return variant_card(args.variant, args.repo_id, report, measured_on, report.dataset if report else None)
     existing = model_dir / "README.md"
     if existing.is_file():
         text = existing.read_text(encoding="utf-8").replace("ORG/MODEL", args.repo_id)
@@ -100,7 +108,7 @@ def build_card(args, model_dir: Path, config: dict, report: dict | None) -> Mode
         limitations="Scores are independent per label; choose thresholds on held-out data of your domain.",
         measured=report,
         measured_on=measured_on,
-        measured_dataset_id=(report or {}).get("dataset"),
+        measured_dataset_id=report.dataset if report else None,
     )
     return render_card(content)
 
@@ -133,7 +141,7 @@ def assemble_repository(args, output_dir: Path) -> Path:
     processor_file = model_dir / "preprocessor_config.json"
     if not processor_file.is_file():
         raise PublishError(f"{model_dir} has no preprocessor_config.json: save the image processor next to the model.")
-    report = _read_json(Path(args.eval_results), "The evaluation results") if args.eval_results else None
+    report = _read_report(Path(args.eval_results), "The evaluation results") if args.eval_results else None
     if report is not None:
         check_report_labels(report, config)
 
@@ -155,12 +163,12 @@ def assemble_repository(args, output_dir: Path) -> Path:
     if (model_dir / "figures").is_dir():  # the training run's plots, which its card shows
         shutil.copytree(model_dir / "figures", output_dir / "figures", dirs_exist_ok=True)
     if report is not None:
-        (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2) + "\n")
+        (output_dir / "eval_results.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
     card = build_card(args, model_dir, config, report)
     if args.baseline_results:
-        own = report or _read_json(model_dir / "eval_results.json", "The model's own results (for --baseline_results)")
-        card = add_comparison(card, own, _read_json(Path(args.baseline_results), "The baseline results"), args.baseline_name)
+        own = report or _read_report(model_dir / "eval_results.json", "The model's own results (for --baseline_results)")
+        card = add_comparison(card, own, _read_report(Path(args.baseline_results), "The baseline results"), args.baseline_name)
     card.save(output_dir / "README.md")
     validate_card(output_dir / "README.md")
     check_loads_without_package(output_dir, "The assembled folder")

@@ -14,7 +14,7 @@ from ..data.splits import DatasetSpec, SplitPreparer, dataset_description, load_
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel, processor_at_size
 from ..evaluation.final_report import FinalReportRequest, final_report
 from ..evaluation.metrics import sigmoid_scores
-from ..evaluation.report import area_thresholds_for, report_to_markdown
+from ..evaluation.report import RunFacts, area_thresholds_for, report_to_markdown
 from ..hub.model_card import training_model_card
 from ..zoo.backbone_weights import image_processor_for_backbone
 from .data_setup import training_datasets
@@ -100,37 +100,33 @@ def run(model_args: ModelOptions, data_args: DatasetSpec, training_args: Trainin
     )
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     report, _ = final_report(final_model, processor, eval_split, preparer, predict, request, scores=sigmoid_scores(logits))
-    if localization := localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name):
-        report["localization"] = localization
-    report["figures"] = {name: str(Path(path).relative_to(update.staging)) for name, path in report.get("figures", {}).items()} if update else {}
-    report.update(
-        {
-            "weights": weights,
-            "backbone_weights": str(starting.backbone_weights),
-            "dataset": dataset_description(data_args),
-            "eval_split": data_args.eval_split_name,
-            "skipped_samples": {"train": dict(train_dataset.skipped) if streaming else train_split.skipped, "evaluation": eval_split.skipped},
-            "streamed": streaming,
-            "train_runtime_s": round(train_result.metrics.get("train_runtime", 0.0), 1),
-            "total_runtime_s": round(time.time() - started, 1),
-            "torch_threads": threads,
-            "world_size": training_args.world_size,
-            "distributed_type": trainer.accelerator.distributed_type.value,
-            "final_gamma_neg": final_model.criterion.gamma_neg,
-            "label_transfer": starting.label_transfer,
-            "trainable_parameters": sum(p.numel() for p in final_model.parameters() if p.requires_grad),
-        }
+    report.localization = localization_on(final_model, processor, preparer, request.extra_splits, data_args.localization_split_name)
+    report.figures = {name: str(Path(path).relative_to(update.staging)) for name, path in report.figures.items()} if update else {}
+    report.dataset, report.eval_split = dataset_description(data_args), data_args.eval_split_name
+    report.run = RunFacts(
+        weights=weights,
+        backbone_weights=str(starting.backbone_weights),
+        train_runtime_s=round(train_result.metrics.get("train_runtime", 0.0), 1),
+        total_runtime_s=round(time.time() - started, 1),
+        torch_threads=threads,
+        world_size=training_args.world_size,
+        distributed_type=trainer.accelerator.distributed_type.value,
+        streamed=streaming,
+        final_gamma_neg=final_model.criterion.gamma_neg,
+        label_transfer=starting.label_transfer,
+        trainable_parameters=sum(p.numel() for p in final_model.parameters() if p.requires_grad),
+        skipped_training_samples=dict(train_dataset.skipped) if streaming else train_split.skipped,
     )
     if update:
         trainer.save_model(str(update.staging))
         processor.save_pretrained(update.staging)
-        (update.staging / "eval_results.json").write_text(json.dumps(report, indent=2))
+        (update.staging / "eval_results.json").write_text(json.dumps(report.to_json(), indent=2))
         summary = summarise_run(final_model, model_args, data_args, training_args, starting, weights, recipe, trainer.processing_class.size.height)
         training_model_card(final_model.config, report, summary).save(update.staging / "README.md")
         update.commit()
         print(report_to_markdown(report))
-        print(f"\nSaved to {output_dir} ({report['total_runtime_s']} s in all)")
+        print(f"\nSaved to {output_dir} ({report.run.total_runtime_s} s in all)")
         if push_to_hub:
-            report["hub_url"] = push_outputs(training_args, report)
-            print(f"Pushed to {report['hub_url']}")
+            report.run.hub_url = push_outputs(training_args, report)
+            print(f"Pushed to {report.run.hub_url}")
     return trainer, report

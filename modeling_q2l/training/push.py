@@ -7,6 +7,7 @@ is checked (it loads through remote code alone) and uploaded in one commit after
 import logging
 from pathlib import Path
 
+from ..evaluation.report import EvaluationReport
 from ..hub.publish import check_loads_without_package, hub_token, push_folder
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def take_over_push(training_args) -> bool:
     return True
 
 
-def push_outputs(training_args, report: dict) -> str:
+def push_outputs(training_args, report: EvaluationReport) -> str:
     """Check that the saved folder loads through remote code alone, then upload it in one commit."""
     folder = Path(training_args.output_dir)
     check_loads_without_package(folder, "The trained model (saved, not pushed) in")
@@ -34,6 +35,6 @@ def push_outputs(training_args, report: dict) -> str:
         training_args.hub_model_id,
         private=bool(training_args.hub_private_repo),
         revision=training_args.hub_revision,
-        commit_message=f"Query2Label trained with scripts/train.py (mAP {100 * report['mAP']:.2f} on {report['eval_split']})",
+        commit_message=f"Query2Label trained with scripts/train.py (mAP {100 * report.mAP:.2f} on {report.eval_split})",
         token=training_args.hub_token,
     )

@@ -194,10 +194,10 @@ def _plain(value):
     return getattr(value, "value", value)  # transformers' enums (lr_scheduler_type, optim) as their strings
 
 
-def _documented_default(field):
-    if field.default is not MISSING:
-        return field.default
-    return field.default_factory() if field.default_factory is not MISSING else None
+def _documented_default(option):
+    if option.default is not MISSING:
+        return option.default
+    return option.default_factory() if option.default_factory is not MISSING else None
 
 
 def overridden_values(recipe: Recipe, *argument_objects) -> dict:
@@ -205,13 +205,13 @@ def overridden_values(recipe: Recipe, *argument_objects) -> dict:
     not keep: where the recipe has no value for it, its documented default (the argument dataclass's) counts."""
     changed = {}
     for arguments in argument_objects:
-        for field in fields(arguments):
-            if field.name not in RECIPE_OPTIONS:
+        for option in fields(arguments):
+            if option.name not in RECIPE_OPTIONS:
                 continue
-            expected = recipe.values[field.name] if field.name in recipe.values else _documented_default(field)
-            ran = _plain(getattr(arguments, field.name))
+            expected = recipe.values[option.name] if option.name in recipe.values else _documented_default(option)
+            ran = _plain(getattr(arguments, option.name))
             if ran != _plain(expected):
-                changed[field.name] = (_plain(expected), ran)
+                changed[option.name] = (_plain(expected), ran)
     return changed
 
 

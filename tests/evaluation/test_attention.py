@@ -235,9 +235,9 @@ def test_the_training_run_saves_its_figures_and_its_card_shows_them(tmp_path):
 
     report = main(tiny_training_argv(tmp_path / "run"))
     expected = {"precision_recall", "ap_per_label", "f1_threshold", "map_by_size", "attention_0", "attention_1"}
-    assert set(report["figures"]) == expected
+    assert set(report.figures) == expected
     card = ModelCard.load(tmp_path / "run" / "README.md").text
-    for name, path in report["figures"].items():
+    for name, path in report.figures.items():
         assert (tmp_path / "run" / path).is_file() and f"]({path})" in card
 
 
@@ -314,5 +314,5 @@ def test_without_matplotlib_the_run_saves_its_model_and_says_why_there_are_no_fi
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: every import of it fails
     report = main(tiny_training_argv(tmp_path / "run"))
-    assert report["figures"] == {} and (tmp_path / "run" / "model.safetensors").is_file()
+    assert report.figures == {} and (tmp_path / "run" / "model.safetensors").is_file()
     assert "needs matplotlib, which is not installed" in caplog.text and "[demo]" in caplog.text

@@ -84,7 +84,9 @@ def test_a_training_card_gets_the_results_of_evaluate(model_dir, tmp_path):
 
     folder = tmp_path / "trained"
     shutil.copytree(model_dir, folder)
-    old = {**json.loads((model_dir / "eval.json").read_text()), "mAP": 0.11}
+    from modeling_q2l.evaluation.report import EvaluationReport
+
+    old = EvaluationReport.from_json({**json.loads((model_dir / "eval.json").read_text()), "mAP": 0.11})
     card = render_card(CardContent(model_name="demo", repo_id="ORG/MODEL", summary="A demo.", architecture="Arch.", training="Recipe text.", limitations="Limits.", measured=old, measured_on="old data"))
     card.save(folder / "README.md")
     out = tmp_path / "repo"

@@ -55,7 +55,7 @@ def test_a_grouped_model_trains_saves_and_loads_through_remote_code(tmp_path):
     trainer, report = run(*parse_arguments(tiny_training_argv(tmp_path / "run", "--label_groups", "3")))
     saved = AutoModelForImageClassification.from_pretrained(tmp_path / "run", trust_remote_code=True).eval()
     assert saved.config.label_groups == 3 and saved.model.label_embeddings.weight.shape[0] == 3
-    assert report["num_images"] == 16 and 0 <= report["mAP"] <= 1
+    assert report.num_images == 16 and 0 <= report.mAP <= 1
     pixels = torch.randn(2, 3, 64, 64)
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     with torch.no_grad():

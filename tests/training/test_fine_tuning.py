@@ -123,7 +123,7 @@ def test_fine_tuning_onto_other_labels_from_the_command_line(tmp_path):
         tmp_path / "out", "--model_name_or_path", str(tmp_path / "source"), "--label_mapping", str(mapping),
         "--freeze_backbone", "true", "--ema_decay", "0",
     ))  # fmt: skip
-    transfer = report["label_transfer"]
+    transfer = report.run.label_transfer
     assert transfer["matched"] == {"T-shirt/top": "t shirt/TOP", "Sandal": "sandal", "Bag": "hat", "Ankle boot": "ankle-boot"}
     assert transfer["dropped"] == ["scarf"] and len(transfer["new"]) == 6
     card = (tmp_path / "out" / "README.md").read_text()
@@ -132,7 +132,7 @@ def test_fine_tuning_onto_other_labels_from_the_command_line(tmp_path):
     for key, value in source.state_dict().items():  # the frozen backbone did not move
         if ".backbone." in f".{key}" and not key.endswith("num_batches_tracked"):  # a counter frozen BN does not keep
             assert torch.equal(trained.state_dict()[key], value), key
-    assert report["trainable_parameters"] < sum(p.numel() for p in trained.parameters())
+    assert report.run.trainable_parameters < sum(p.numel() for p in trained.parameters())
     assert json.loads((tmp_path / "out" / "config.json").read_text())["id2label"]["0"] == "T-shirt/top"
     assert EMBEDDED_DATASET.is_dir()
 

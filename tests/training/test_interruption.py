@@ -75,7 +75,7 @@ def test_auto_resume_skips_a_cut_short_checkpoint_and_ends_as_the_uninterrupted_
     assert resumed.state.global_step == reference_trainer.state.global_step
     for key, value in reference_trainer.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
-    assert report["mAP"] == reference_report["mAP"]
+    assert report.mAP == reference_report.mAP
 
 
 def test_resuming_from_a_named_incomplete_checkpoint_is_a_clear_error(reference, tmp_path):

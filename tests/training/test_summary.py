@@ -6,6 +6,7 @@ from helpers import tiny_config, transformers_config
 
 from modeling_q2l import Query2LabelForMultiLabelClassification
 from modeling_q2l.cli.arguments import DataArguments, ModelArguments, Query2LabelTrainingArguments
+from modeling_q2l.evaluation.report import EvaluationReport
 from modeling_q2l.training.summary import summarise_run
 from modeling_q2l.zoo.backbone_weights import BackboneWeights
 
@@ -34,7 +35,7 @@ def test_the_card_uses_the_summary(tmp_path):
 
     config = transformers_config()
     summary = summary_of(config, tmp_path, optim="sgd")
-    report = {"mAP": 0.5, "num_images": 4, "per_label": [], "threshold": 0.5}
+    report = EvaluationReport.from_json({"mAP": 0.5, "num_images": 4, "per_label": [], "threshold": 0.5})
     text = str(training_model_card(config, report, summary))
     assert "SGD (weight decay" in text and "(timm)" not in text and "`focal` (gamma 2.0)" in text
     assert "layout randomisation" not in text  # off unless asked for

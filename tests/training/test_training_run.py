@@ -59,7 +59,7 @@ def test_model_card_holds_the_measured_results(trained):
     card = ModelCard.load(output / "README.md")
     assert card.data.pipeline_tag == "image-classification" and "custom_code" in card.data.tags
     measured = [r for r in card.data.eval_results if r.metric_type == "mAP"]
-    assert measured and measured[0].metric_value == pytest.approx(round(100 * report["mAP"], 2))
+    assert measured and measured[0].metric_value == pytest.approx(round(100 * report.mAP, 2))
     assert "embedded Fashion-MNIST mosaic" in card.text
     assert "at 80 x 80 px" in card.text and "It was trained at 64 x 64 px; its image processor resizes to 80 x 80 px" in card.text
 
@@ -79,24 +79,24 @@ def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     evaluate_script, predict_script = load_script("evaluate_model"), load_script("predict")
     evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--device", "cpu", "--batch_size", "5", "--output", str(tmp_path / "eval.json"), "--markdown", str(tmp_path / "eval.md"), "--extra_eval_split_names", "out_of_layout"])
     evaluated = json.loads((tmp_path / "eval.json").read_text())
-    assert evaluated["mAP"] == pytest.approx(report["mAP"], abs=1e-6)  # same weights, same images, same resolution
-    assert evaluated["extra_splits"]["out_of_layout"]["mAP"] == pytest.approx(report["extra_splits"]["out_of_layout"]["mAP"], abs=1e-6)
+    assert evaluated["mAP"] == pytest.approx(report.mAP, abs=1e-6)  # same weights, same images, same resolution
+    assert evaluated["extra_splits"]["out_of_layout"]["mAP"] == pytest.approx(report.extra_splits["out_of_layout"].mAP, abs=1e-6)
     assert evaluated["image_size"] == 80
     # --image_size evaluates at another resolution (the training one here) and leaves the folder as it was
     saved_processor = (output / "preprocessor_config.json").read_text()
     at_64 = evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--image_size", "64"])
-    assert at_64["image_size"] == 64 and at_64["mAP"] != pytest.approx(report["mAP"], abs=1e-6)
+    assert at_64.image_size == 64 and at_64.mAP != pytest.approx(report.mAP, abs=1e-6)
     assert (output / "preprocessor_config.json").read_text() == saved_processor
     with pytest.raises(ValueError, match="drop --image_size to fit them"):
         evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--image_size", "64", "--fit_thresholds", "true"])
     with pytest.raises(ValueError, match="--image_size must be at least 32 pixels"):
         evaluate_script.main(["--model", str(output), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--image_size", "8"])
-    assert evaluated["area_thresholds"] == report["area_thresholds"] == [576, 2304]  # the dataset card's convention
+    assert evaluated["area_thresholds"] == list(report.by_size.area_thresholds) == [576, 2304]  # the dataset card's convention
     # the threshold metrics at 0.5 and at the thresholds fitted at the end of training, as training reported them
-    assert evaluated["label_thresholds"] == pytest.approx(report["label_thresholds"])
-    for key, value in report["at_label_thresholds"].items():
+    assert evaluated["label_thresholds"] == pytest.approx(report.label_thresholds)
+    for key, value in vars(report.at_label_thresholds).items():
         assert evaluated["at_label_thresholds"][key] == pytest.approx(value, abs=1e-6), key
-    assert evaluated["CF1"] == pytest.approx(report["CF1"], abs=1e-6)
+    assert evaluated["CF1"] == pytest.approx(report.at_threshold.CF1, abs=1e-6)
     markdown = (tmp_path / "eval.md").read_text()
     assert "| small | medium | large |" in markdown and "At the per-label thresholds" in markdown
 
@@ -109,7 +109,7 @@ def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     config["label_thresholds"] = [0.5] * 10
     (refit / "config.json").write_text(json.dumps(config))
     evaluate_script.main(["--model", str(refit), "--dataset_name", str(REPO / "data" / "fashion-mnist-mosaic"), "--max_eval_samples", "16", "--fit_thresholds", "true"])
-    assert json.loads((refit / "config.json").read_text())["label_thresholds"] == pytest.approx(report["label_thresholds"])
+    assert json.loads((refit / "config.json").read_text())["label_thresholds"] == pytest.approx(report.label_thresholds)
 
     from PIL import Image
 
@@ -127,7 +127,7 @@ def test_evaluate_and_predict_scripts(trained, tmp_path, capsys):
     predict_script.main(["--model", str(output), "--batch_size", "1", str(images / "a.png")])  # the fitted thresholds
     kept = {item["label"] for item in json.loads(capsys.readouterr().out)[0]["labels"]}
     names = list(json.loads((output / "config.json").read_text())["id2label"].values())
-    fitted = dict(zip(names, report["label_thresholds"]))
+    fitted = dict(zip(names, report.label_thresholds))
     assert kept == {label for label, score in scores.items() if score >= fitted[label] - 1e-6}
     (tmp_path / "thresholds.json").write_text(json.dumps({"Bag": 1.0}))
     predict_script.main(["--model", str(output), "--threshold", "0.0", "--thresholds", str(tmp_path / "thresholds.json"), "--format", "csv", str(images / "a.png")])
@@ -151,12 +151,12 @@ def test_baseline_and_other_losses(tmp_path):
     report = main(tiny_training_argv(tmp_path, "--classifier_head", "global_average_pooling", "--loss", "bce", "--ema_decay", "0"))
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["auto_map"]["AutoModelForImageClassification"].endswith("Query2LabelBaselineForMultiLabelClassification")
-    assert config["asl_gamma_neg"] == 0.0 and report["weights"] == "regular"
+    assert config["asl_gamma_neg"] == 0.0 and report.run.weights == "regular"
 
 
 def test_mixed_precision_training_stays_finite(tmp_path):
     report = main(tiny_training_argv(tmp_path, "--bf16", "true", "--use_cpu", "true", "--ema_decay", "0"))
-    assert 0.0 <= report["mAP"] <= 1.0
+    assert 0.0 <= report.mAP <= 1.0
     history = json.loads((tmp_path / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     assert all(math.isfinite(entry["loss"]) for entry in history if "loss" in entry)
 
@@ -211,7 +211,7 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
     for key, value in reference.ema.module.state_dict().items():
         torch.testing.assert_close(resumed.ema.module.state_dict()[key], value, rtol=0, atol=0, msg=key)
     assert resumed.model.criterion.gamma_neg == reference.model.criterion.gamma_neg != 2.0
-    assert resumed_report["mAP"] == reference_report["mAP"]
+    assert resumed_report.mAP == reference_report.mAP
 
     # an explicit checkpoint, and --overwrite_output_dir to start over (its checkpoints are deleted first)
     explicit, _ = train(tmp_path / "c", "--resume_from_checkpoint", str(tmp_path / "kept" / "checkpoint-4"))
@@ -268,7 +268,7 @@ def test_shipped_accelerate_configs_load(name):
 
 def test_push_to_hub_uploads_the_finished_folder_in_one_commit(tmp_path, fake_hub):
     report = main(tiny_training_argv(tmp_path, "--push_to_hub", "true", "--hub_model_id", "me/q2l-demo", "--ema_decay", "0"))
-    assert report["hub_url"] == "https://huggingface.co/me/q2l-demo"
+    assert report.run.hub_url == "https://huggingface.co/me/q2l-demo"
     assert [repo["repo_id"] for repo in fake_hub["repos"]] == ["me/q2l-demo"]
     (commit,) = fake_hub["commits"]  # one commit, after the final evaluation: no checkpoint was pushed
     shipped = {path.name for path in (REPO / "modeling_q2l" / "model").glob("*.py")} - {"__init__.py"}
@@ -276,8 +276,8 @@ def test_push_to_hub_uploads_the_finished_folder_in_one_commit(tmp_path, fake_hu
     assert expected <= set(commit["files"])
     assert not any(name.startswith(("checkpoint-", "runs/")) or name == "training_args.bin" for name in commit["files"])
     pushed_report = json.loads(commit["files"]["eval_results.json"])
-    assert pushed_report["mAP"] == pytest.approx(report["mAP"])
-    assert f"{100 * report['mAP']:.2f}" in commit["files"]["README.md"].decode()  # the card holds the measured results
+    assert pushed_report["mAP"] == pytest.approx(report.mAP)
+    assert f"{100 * report.mAP:.2f}" in commit["files"]["README.md"].decode()  # the card holds the measured results
     config = json.loads(commit["files"]["config.json"])
     assert len(config["label_thresholds"]) == 10 and "image-classification" in config["custom_pipelines"]
 
@@ -364,8 +364,8 @@ def test_a_tiny_run_without_network_never_enters_the_download_loop(tmp_path, mon
     monkeypatch.setattr(timm.models._builder, "load_pretrained", lambda *a, **k: pytest.fail("entered timm's download"))
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("no network")))
     report = main(tiny_training_argv(tmp_path, "--ema_decay", "0"))
-    assert report["backbone_weights"].startswith("random initialisation (")
-    assert json.loads((tmp_path / "eval_results.json").read_text())["backbone_weights"] == report["backbone_weights"]
+    assert report.run.backbone_weights.startswith("random initialisation (")
+    assert json.loads((tmp_path / "eval_results.json").read_text())["backbone_weights"] == report.run.backbone_weights
     assert "random initialisation" in (tmp_path / "README.md").read_text()  # the card says so too
 
 
@@ -420,7 +420,7 @@ def test_log_level_and_best_model_options(tmp_path, caplog):
     assert state["best_metric"] is not None and state["best_model_checkpoint"]
     evaluations = [entry["eval_mAP"] for entry in state["log_history"] if "eval_mAP" in entry]
     assert state["best_metric"] == max(evaluations)
-    assert 0 <= report["mAP"] <= 1
+    assert 0 <= report.mAP <= 1
 
 
 def test_the_fsdp_config_on_two_cpu_processes_trains_applies_ema_and_saves_what_it_predicts(tmp_path):
@@ -458,7 +458,7 @@ def test_streaming_trains_without_writing_the_dataset_to_disk(tmp_path, monkeypa
     with pytest.raises(ValueError, match="--streaming needs --max_steps"):
         main(tiny_training_argv(tmp_path / "out", "--streaming", "true"))
     report = main(tiny_training_argv(tmp_path / "out", "--streaming", "true", "--max_steps", "4", "--per_device_train_batch_size", "4", "--ema_decay", "0"))
-    assert report["streamed"] and report["num_images"] == 16  # --max_eval_samples of the validation split
+    assert report.run.streamed and report.num_images == 16  # --max_eval_samples of the validation split
     state = json.loads(next((tmp_path / "out").glob("checkpoint-*/trainer_state.json")).read_text())
     assert state["global_step"] == 4
     assert not list(cache.rglob("*.arrow"))  # nothing of the dataset was written to disk
@@ -467,11 +467,11 @@ def test_streaming_trains_without_writing_the_dataset_to_disk(tmp_path, monkeypa
 
 def test_extra_evaluation_splits_are_reported_apart(tmp_path):
     report = main(tiny_training_argv(tmp_path, "--ema_decay", "0", "--extra_eval_split_names", "out_of_layout"))
-    (name,) = report["extra_splits"]
-    assert name == "out_of_layout" and report["extra_splits"][name]["num_images"] == 16
-    assert 0 <= report["extra_splits"][name]["mAP"] <= 1 and "CF1" in report["extra_splits"][name]["at_label_thresholds"]
+    (name,) = report.extra_splits
+    assert name == "out_of_layout" and report.extra_splits[name].num_images == 16
+    assert 0 <= report.extra_splits[name].mAP <= 1 and report.extra_splits[name].CF1_at_label_thresholds is not None
     assert "| out_of_layout | 16 |" in (tmp_path / "README.md").read_text()  # the card shows it
-    assert "localization" not in report  # only where asked for
+    assert report.localization is None  # only where asked for
     with pytest.raises(ValueError, match="--localization_split_name validation: pass it in --extra_eval_split_names"):
         main(tiny_training_argv(tmp_path / "again", "--ema_decay", "0", "--localization_split_name", "validation"))
 
@@ -496,7 +496,7 @@ def test_channels_last_training_gives_the_same_model(tmp_path):
     reports = {}
     for layout in ("true", "false"):
         reports[layout] = main(tiny_training_argv(tmp_path / layout, "--ema_decay", "0", "--channels_last", layout, "--dataloader_num_workers", "0"))
-    assert reports["true"]["mAP"] == pytest.approx(reports["false"]["mAP"], abs=0.02)
+    assert reports["true"].mAP == pytest.approx(reports["false"].mAP, abs=0.02)
     from safetensors.torch import load_file
 
     weights = {layout: load_file(tmp_path / layout / "model.safetensors") for layout in reports}
