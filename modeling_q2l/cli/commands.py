@@ -171,4 +171,4 @@ def demo(argv=None) -> None:
         raise ValueError("give --model (a saved model folder or Hub id), or set Q2L_MODEL")
     from ..demo.app import build_demo
 
-    build_demo(args.model, args.device).launch(server_name=args.host, server_port=args.port)
+    build_demo(args.model, args.device, dtype=args.dtype).launch(server_name=args.host, server_port=args.port)

@@ -63,11 +63,11 @@ def classify(
 ROLLOUT_LABEL = "Carry the map back through the encoder (attention rollout)"
 
 
-def build_demo(model_path: str, device: str | None = None, title: str = TITLE):
+def build_demo(model_path: str, device: str | None = None, title: str = TITLE, dtype: str = "float32"):
     """The app as a `gradio.Blocks` for a saved model folder or Hub id (call `.launch()` on it)."""
     gr = require("gradio", "The demo app")
 
-    model, processor = load_classifier(model_path, device)
+    model, processor = load_classifier(model_path, device, dtype)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     fitted = getattr(model.config, "label_thresholds", None) is not None
 

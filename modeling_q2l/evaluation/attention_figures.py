@@ -121,7 +121,7 @@ def run_visualization(args, inputs: list[str], stderr) -> tuple[list[str], int]:
     paths = expand_inputs(inputs)
     if not paths:
         raise ValueError(f"No image files in {inputs}.")
-    model, processor = load_classifier(args.model, args.device)
+    model, processor = load_classifier(args.model, args.device, args.dtype)
     label_indices([model.config.id2label[i] for i in range(model.config.num_labels)], args.labels)  # fail early
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ def run_evaluation(args, data_args: DatasetSpec) -> EvaluationReport:
             "--fit_thresholds saves thresholds into the model folder, whose image processor keeps its own size: drop "
             "--image_size to fit them, or evaluate at --image_size without --fit_thresholds."
         )
-    model, processor = load_classifier(args.model, args.device)
+    model, processor = load_classifier(args.model, args.device, args.dtype)
     processor = processor_at_size(processor, args.image_size, "--image_size")
     model_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dataset = load_split(data_args)

@@ -30,6 +30,41 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 logger = logging.getLogger(__name__)
 
 
+REDUCED_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def reduced_precision_cpu(tensor: torch.Tensor) -> bool:
+    """bfloat16 or float16 on CPU: oneDNN runs its convolutions fast only on channels-last tensors (measured 1.8x at
+    Q2L-R101-448 on a CPU with AMX, BENCHMARKS.md), which the backbone then feeds it without being asked."""
+    return tensor.device.type == "cpu" and tensor.dtype in REDUCED_PRECISION
+
+
+def native_arithmetic(dtype: torch.dtype) -> bool:
+    """Whether this CPU computes in `dtype` natively (bfloat16: AVX512-BF16 or AMX; float16: AMX-FP16), as far as
+    torch can tell; and oneDNN is not held below it (`ONEDNN_MAX_CPU_ISA`, e.g. AVX2 standing in for older CPUs)."""
+    import os
+
+    held = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if held not in ("ALL", "DEFAULT") and not held.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10")):
+        return False
+    check = {"bfloat16": ("_is_avx512_bf16_supported", "_is_amx_tile_supported"), "float16": ("_is_amx_fp16_supported",)}
+    return any(getattr(torch.cpu, name, lambda: False)() for name in check.get(str(dtype).removeprefix("torch."), ()))
+
+
+_WARNED_DTYPES: set = set()
+
+
+def warn_once_if_emulated(dtype: torch.dtype) -> None:
+    """One log line per process when this CPU has no native arithmetic for a reduced-precision dtype."""
+    if dtype in _WARNED_DTYPES or native_arithmetic(dtype):
+        return
+    _WARNED_DTYPES.add(dtype)
+    logger.warning(
+        "This CPU has no native %s arithmetic (AVX512-BF16 or AMX for bfloat16): %s inference will be slower than "
+        "float32 here. Use float32, or an int8 model (scripts/quantize.py).", dtype, dtype,
+    )  # fmt: skip
+
+
 def fast_cpu_inference(tensor: torch.Tensor, enabled: bool) -> bool:
     """Float32 inference on CPU, outside tracing and compilation: where the fast CPU kernels apply."""
     return (

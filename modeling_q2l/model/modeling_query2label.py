@@ -27,7 +27,14 @@ from transformers.utils import ModelOutput
 
 from .asymmetric_loss import AsymmetricLoss, image_averaged_loss
 from .configuration_query2label import CLASSIFIER_HEADS, Query2LabelConfig
-from .inference_query2label import CompiledInference, InferenceCopy, Query2LabelLinear, fast_cpu_inference
+from .inference_query2label import (
+    CompiledInference,
+    InferenceCopy,
+    Query2LabelLinear,
+    fast_cpu_inference,
+    reduced_precision_cpu,
+    warn_once_if_emulated,
+)
 
 
 @dataclass
@@ -510,7 +517,9 @@ class Query2LabelBackbone(Query2LabelPreTrainedModel):
         run = network.forward_features if self.uses_forward_features else network
         if inference and self.compiled_inference is not None:
             run = self.compiled_inference(run, network)
-        if self.optimized and fast_cpu_inference(pixel_values, self.channels_last_input):
+        if reduced_precision_cpu(pixel_values):
+            warn_once_if_emulated(pixel_values.dtype)
+        if self.channels_last_input and (self.optimized and fast_cpu_inference(pixel_values, True) or reduced_precision_cpu(pixel_values)):
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.is_timm and self.gradient_checkpointing != self._timm_checkpointing:
             self.model.set_grad_checkpointing(self.gradient_checkpointing)
