@@ -257,7 +257,8 @@ def side_by_side_models(args) -> tuple[str, dict]:
     models = {"reference": reference, "ours": ours(fast_cpu_inference=True, compile_cpu_inference=False)}
     if args.compile:
         models["ours_compiled"] = ours(fast_cpu_inference=True, compile_cpu_inference=True)
-    return kind, {name: prepared(model.to(args.device, dtype)) for name, model in models.items()}
+    reference_dtype = DTYPES[args.reference_dtype or args.dtype]
+    return kind, {name: prepared(model.to(args.device, reference_dtype if name == "reference" else dtype)) for name, model in models.items()}
 
 
 def side_by_side(args) -> dict:
@@ -268,11 +269,14 @@ def side_by_side(args) -> dict:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     size = models["ours"].config.image_size
 
+    dtypes = {name: next(model.parameters()).dtype for name, model in models.items()}
+
     def logits(name, pixels):
+        pixels = pixels.to(dtypes[name])  # each model in its own dtype (--reference_dtype: the authors' in float32)
         output = models[name](pixels) if name == "reference" and kind == "official" else models[name](pixel_values=pixels)
         return (output if isinstance(output, torch.Tensor) else output.logits).float()
 
-    results = {"reference": kind}
+    results = {"reference": kind, "dtypes": {name: str(value).removeprefix("torch.") for name, value in dtypes.items()}}
     if device.type == "cpu" and dtype == torch.float32:
         with torch.enable_grad():  # the FLOP counter's module tracker needs autograd
             results["gflops_per_image"] = gflops_per_call(lambda: logits("reference", torch.randn(1, 3, size, size)))
@@ -370,6 +374,9 @@ def results_markdown(results: dict) -> str:
         lines.append(f"| training step, batch {train['batch']}: s / images/s / peak memory (MiB, {train['peak_memory_kind']}) | {train['step_s']:.4g} / {train['images_per_s']:.4g} / {train['peak_memory_mib']:.0f} |")
     comparison = results.get("side_by_side", {})
     reference = {"official": "authors' model", "gains_off": "ours with fast_cpu_inference off"}.get(comparison.get("reference"))
+    dtypes = comparison.get("dtypes", {})
+    if reference and len(set(dtypes.values())) > 1:  # e.g. ours in bfloat16 against the authors' float32
+        reference = f"{reference} ({dtypes['reference']}, ours {dtypes['ours']})"
     if "gflops_per_image" in comparison:
         lines.append(
             f"| model GFLOP per image / this machine's float32 matrix-product peak (GFLOP/s) | "

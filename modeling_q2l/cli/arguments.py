@@ -21,6 +21,16 @@ from ..zoo.recipes import choose_recipe
 from ..zoo.variants import VARIANTS
 
 
+def inference_dtype_field():
+    return field(
+        default="float32",
+        metadata={
+            "help": "float32; bfloat16 (3 to 4 times as fast at Q2L-R101-448 on a CPU with AMX, slower without; half the memory); float16; or int8 (the folder's model.int8.onnx from scripts/quantize.py, run by ONNX Runtime).",
+            "choices": ["float32", "bfloat16", "float16", "int8"],
+        },
+    )
+
+
 # ---- training (the options are the training and data layers' own typed specs; these names are the command line's)
 
 
@@ -49,10 +59,7 @@ class EvaluationArguments:
     model: str = field(metadata={"help": "Saved model folder or Hub id."})
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "float32, bfloat16 (2-3x as fast on CPUs with AVX512-BF16 or AMX, slower elsewhere; half the memory) or float16.", "choices": ["float32", "bfloat16", "float16"]},
-    )
+    dtype: str = inference_dtype_field()
     image_size: int | None = field(
         default=None,
         metadata={"help": "Evaluate at this square resolution instead of the saved image processor's, e.g. to choose a model's --inference_image_size (the folder is not changed)."},
@@ -94,10 +101,7 @@ class PredictArguments:
     format: str = field(default="json", metadata={"help": "json or csv."})
     batch_size: int = field(default=16, metadata={"help": "Images per forward pass."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ... (default: CUDA when present)."})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "float32, bfloat16 (2-3x as fast on CPUs with AVX512-BF16 or AMX, slower elsewhere; half the memory) or float16.", "choices": ["float32", "bfloat16", "float16"]},
-    )
+    dtype: str = inference_dtype_field()
     num_workers: int | None = field(
         default=None, metadata={"help": "Processes that decode and resize images while the model runs (default: 1 per 2 cores, at most 4; 0: none)."}
     )
@@ -117,10 +121,7 @@ class VisualizeArguments:
         default=None, metadata={"help": "One threshold for every label (default: the model's per-label thresholds)."}
     )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: CUDA when present)."})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "float32, bfloat16 (2-3x as fast on CPUs with AVX512-BF16 or AMX, slower elsewhere; half the memory) or float16.", "choices": ["float32", "bfloat16", "float16"]},
-    )
+    dtype: str = inference_dtype_field()
 
 
 # ---- the Hub, export, the zoo, data building, benchmarks and the demo
@@ -160,6 +161,21 @@ class ExportArguments:
     output: str | None = field(default=None, metadata={"help": "ONNX file to write (default: model.onnx in the folder)."})
     opset: int = field(default=18, metadata={"help": "ONNX opset."})
     tolerance: float = field(default=1e-4, metadata={"help": "Largest allowed |logit difference| to PyTorch."})
+
+
+@dataclass
+class QuantizeArguments:
+    """`scripts/quantize.py`: which model, how many calibration images, which layers stay float32 (the data:
+    `DataArguments`, whose training split calibrates and whose evaluation split measures)."""
+
+    model: str = field(metadata={"help": "Saved model folder (its model.onnx is made when missing)."})
+    num_calibration: int = field(default=300, metadata={"help": "Training images the activation ranges are calibrated on."})
+    keep_float: list[str] = field(
+        default_factory=lambda: ["first_convolution"],
+        metadata={"help": "Layer groups kept in float32: first_convolution, input_projection, attention_products, transformer, or none."},
+    )
+    output: str | None = field(default=None, metadata={"help": "Where to write the int8 model (default: model.int8.onnx in the folder)."})
+    evaluate: bool = field(default=True, metadata={"help": "Compare float32 and int8 on the evaluation split (and --extra_eval_split_names)."})
 
 
 @dataclass
@@ -246,6 +262,10 @@ class SuiteArguments:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4], metadata={"help": "Inference batch sizes."})
     train_batch_size: int = field(default=2, metadata={"help": "Batch of the training step (0 skips it)."})
     dtype: str = field(default="float32", metadata={"help": "Weights and inputs: float32, float16 or bfloat16."})
+    reference_dtype: str | None = field(
+        default=None,
+        metadata={"help": "The side-by-side reference's dtype (default: --dtype), e.g. float32 to time ours in bfloat16 against the authors' model in float32."},
+    )
     autocast: str | None = field(
         default=None, metadata={"help": "Mixed precision over float32 weights: float16 or bfloat16 (torch.autocast)."}
     )
@@ -277,6 +297,17 @@ class SuiteArguments:
     time_onnx_export: bool = field(
         default=False, metadata={"help": "Export this configuration to ONNX (random weights) and time the export."}
     )
+    output: str | None = field(default=None, metadata={"help": "Write the results as JSON here."})
+
+
+@dataclass
+class PrecisionBenchmarkArguments:
+    """`scripts/benchmark_precision.py`: a model in float32 against the same model in lower precisions, on the
+    evaluation split and `--extra_eval_split_names` (`DataArguments`)."""
+
+    model: str = field(metadata={"help": "Saved model folder (int8 needs its model.int8.onnx: scripts/quantize.py)."})
+    dtypes: list[str] = field(default_factory=lambda: ["bfloat16"], metadata={"help": "Compared with float32: bfloat16, float16, int8."})
+    batch_size: int = field(default=32, metadata={"help": "Images per forward pass."})
     output: str | None = field(default=None, metadata={"help": "Write the results as JSON here."})
 
 
@@ -320,10 +351,7 @@ class DemoArguments:
     host: str = field(default_factory=lambda: os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), metadata={"help": "Address to serve on."})
     port: int = field(default_factory=lambda: int(os.environ.get("GRADIO_SERVER_PORT", 7860)), metadata={"help": "Port to serve on."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: CUDA when present)."})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "float32, bfloat16 (2-3x as fast on CPUs with AVX512-BF16 or AMX, slower elsewhere; half the memory) or float16.", "choices": ["float32", "bfloat16", "float16"]},
-    )
+    dtype: str = inference_dtype_field()
 
 
 # ---- parsing

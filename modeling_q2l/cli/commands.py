@@ -78,6 +78,16 @@ def export_onnx(argv=None):
     return path
 
 
+def quantize(argv=None) -> dict:
+    """int8 ONNX model of a saved folder, calibrated on training images and measured against float32."""
+    from ..export.quantize import quantize_saved_model
+
+    args, data_args = arguments.parse((arguments.QuantizeArguments, arguments.DataArguments), argv)
+    result = quantize_saved_model(args, data_args)
+    print(f"Wrote {result['int8_model']} (calibrated on {result['calibration_images']} training images).")
+    return result
+
+
 def convert_official(argv=None):
     """Convert an official Query2Label release into a Hugging Face model folder."""
     from ..data.labels import resolve_labels
@@ -123,6 +133,20 @@ def benchmark(argv=None) -> dict:
     (args,) = arguments.parse((arguments.SuiteArguments,), argv)
     results = run_suite(args)
     print(results_markdown(results))
+    if args.output:
+        with open(args.output, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return results
+
+
+def benchmark_precision(argv=None) -> dict:
+    """Whether bfloat16, float16 or int8 keep a model's answers: mAP, CF1 / OF1 and decisions against float32."""
+    from ..evaluation.precision import compare_precisions, precision_table
+
+    args, data_args = arguments.parse((arguments.PrecisionBenchmarkArguments, arguments.DataArguments), argv)
+    splits = [data_args.eval_split_name, *(data_args.extra_eval_split_names or [])]
+    results = compare_precisions(args.model, data_args, splits, args.dtypes, args.batch_size)
+    print(precision_table(results))
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(results, handle, indent=2)

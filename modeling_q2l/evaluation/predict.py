@@ -22,18 +22,24 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
 
 def load_classifier(model_path: str, device: str | None = None, dtype: str = "float32"):
     """Model (on `device`, in `dtype`, prepared for inference: `optimize_for_inference()`) and image processor of a
-    saved folder or Hub id. bfloat16 halves the memory and, on CPUs with AVX512-BF16 or AMX, is 2 to 3 times as
-    fast as float32 (BENCHMARKS.md); elsewhere it is slower, and a log line says so."""
+    saved folder or Hub id. bfloat16 halves the memory and, on CPUs with AMX, is 3 to 4 times as fast as float32 at
+    Q2L-R101-448 (BENCHMARKS.md); without AMX it is likely slower, and a log line says so. int8 runs the folder's
+    `model.int8.onnx` (`scripts/quantize.py`) with ONNX Runtime, on the CPU."""
     import torch
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(INFERENCE_DTYPES)}, got {dtype!r}.")
+    if dtype == "int8":
+        from .onnx_model import load_onnx_classifier
+
+        with saved_model_errors(model_path):
+            return load_onnx_classifier(model_path)
     with saved_model_errors(model_path):
         model = AutoModelForImageClassification.from_pretrained(model_path, trust_remote_code=True, dtype=getattr(torch, dtype)).eval()
         processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..evaluation.onnx_model import onnx_session
 from ..extras import require
 
 ONNX_FILE = "model.onnx"
@@ -84,15 +85,6 @@ def export_onnx(model, output_path, image_size: int, opset: int = 18) -> Path:
         )
     program.save(str(output_path))
     return output_path
-
-
-def onnx_session(path, threads: int | None = None):
-    onnxruntime = require("onnxruntime", "Running an ONNX export")
-
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def check_onnx_parity(model, path, shapes, tolerance: float = 1e-4, seed: int = 0) -> float:

@@ -40,14 +40,16 @@ def reduced_precision_cpu(tensor: torch.Tensor) -> bool:
 
 
 def native_arithmetic(dtype: torch.dtype) -> bool:
-    """Whether this CPU computes in `dtype` natively (bfloat16: AVX512-BF16 or AMX; float16: AMX-FP16), as far as
-    torch can tell; and oneDNN is not held below it (`ONEDNN_MAX_CPU_ISA`, e.g. AVX2 standing in for older CPUs)."""
+    """Whether this CPU runs `dtype` matrix products faster than float32 ones: with AMX (bfloat16; AMX-FP16 for
+    float16), as far as torch can tell, and oneDNN not held below it (`ONEDNN_MAX_CPU_ISA`, e.g. AVX2 standing in for
+    older CPUs). Measured (BENCHMARKS.md): AVX512-BF16 alone made an Intel Xeon's bfloat16 convolutions slower than
+    its float32 ones (0.155 against 0.110 s for a 256-channel 3x3 layer); AMD's Zen 4 was not measured."""
     import os
 
     held = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-    if held not in ("ALL", "DEFAULT") and not held.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10")):
+    if held not in ("ALL", "DEFAULT") and not held.startswith(("AVX512_CORE_AMX", "AVX10")):
         return False
-    check = {"bfloat16": ("_is_avx512_bf16_supported", "_is_amx_tile_supported"), "float16": ("_is_amx_fp16_supported",)}
+    check = {"bfloat16": ("_is_amx_tile_supported",), "float16": ("_is_amx_fp16_supported",)}
     return any(getattr(torch.cpu, name, lambda: False)() for name in check.get(str(dtype).removeprefix("torch."), ()))
 
 
@@ -60,8 +62,8 @@ def warn_once_if_emulated(dtype: torch.dtype) -> None:
         return
     _WARNED_DTYPES.add(dtype)
     logger.warning(
-        "This CPU has no native %s arithmetic (AVX512-BF16 or AMX for bfloat16): %s inference will be slower than "
-        "float32 here. Use float32, or an int8 model (scripts/quantize.py).", dtype, dtype,
+        "This CPU has no AMX (or oneDNN is held below it): %s inference is likely slower than float32 here (measured "
+        "0.85x on an Intel Xeon with AVX512-BF16 alone). Use float32, or an int8 model (scripts/quantize.py).", dtype,
     )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from .inference_query2label import (
     CompiledInference,
     InferenceCopy,
     Query2LabelLinear,
+    REDUCED_PRECISION,
     fast_cpu_inference,
     reduced_precision_cpu,
     warn_once_if_emulated,
@@ -265,10 +266,11 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
             init.uniform_(module.bias, -bound, bound)
 
     def optimize_for_inference(self, build_now: bool = True) -> "Query2LabelPreTrainedModel":
-        """Prepare float32 CPU inference (the config's `fast_cpu_inference` allows it): the backbone's BatchNorms
-        folded into its convolutions in a copy built now, channels-last inputs for convolutional backbones, and each
-        large linear layer's kernel chosen by a fixed rule (`inference_query2label.prefers_onednn_linear`), so that
-        the same image gives the same logits in every process. Puts the model in eval mode and returns it; the
+        """Prepare CPU inference (the config's `fast_cpu_inference` allows it). In float32: the backbone's
+        BatchNorms folded into its convolutions in a copy built now, channels-last inputs for convolutional
+        backbones, and each large linear layer's kernel chosen by a fixed rule
+        (`inference_query2label.prefers_onednn_linear`), so that the same image gives the same logits in every
+        process. In bfloat16 or float16 (inputs go channels-last by themselves): the convolution weights too. Puts the model in eval mode and returns it; the
         weights and the results are unchanged up to float32 rounding, and training (or gradients, GPUs, other
         dtypes) runs PyTorch's kernels on the original modules. A weight changed later rebuilds the copy;
         `build_now=False` leaves building it to the first inference call (a trainer, whose weights change between
@@ -279,7 +281,10 @@ class Query2LabelPreTrainedModel(PreTrainedModel):
         for module in self.modules():
             if isinstance(module, Query2LabelLinear):
                 module.choose_kernel()
-        self.get_backbone().prepare_inference_copy(build_now)
+        backbone = self.get_backbone()
+        if backbone.channels_last_input and self.device.type == "cpu" and self.dtype in REDUCED_PRECISION:
+            backbone.model.to(memory_format=torch.channels_last)  # oneDNN's reduced-precision convolutions want both
+        backbone.prepare_inference_copy(build_now)
         return self
 
     def get_backbone(self) -> "Query2LabelBackbone":

@@ -90,6 +90,12 @@ class BackboneFamily:
     image_std: tuple = tuple(IMAGENET_DEFAULT_STD)
 
 
+# the cards' words for a family whose conversion has no numerical parity test yet
+CHECKED_KEY_BY_KEY = (
+    "The conversion is tested key by key and shape by shape against the official checkpoint's manifest; no numerical "
+    "parity test exists for this backbone family yet."
+)
+
 FAMILIES: dict[str, BackboneFamily] = {}
 VARIANTS: dict[str, Query2LabelVariant] = {}
 PRETRAINED: dict[str, PretrainedFacts] = {}

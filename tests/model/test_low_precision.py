@@ -71,13 +71,17 @@ def test_a_cpu_without_native_bfloat16_says_so_once(folder, monkeypatch, caplog)
     with caplog.at_level(logging.WARNING), torch.inference_mode():
         for _ in range(3):
             model(pixel_values=torch.randn(1, 3, 64, 64, dtype=torch.bfloat16))
-    warnings = [record for record in caplog.records if "no native torch.bfloat16 arithmetic" in record.getMessage()]
-    assert len(warnings) == 1 and "slower than float32" in warnings[0].getMessage()
+    warnings = [record for record in caplog.records if "torch.bfloat16 inference is likely slower than float32" in record.getMessage()]
+    assert len(warnings) == 1 and "no AMX" in warnings[0].getMessage()
 
 
 def test_native_arithmetic_follows_the_instruction_set_limit(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert inference_query2label.native_arithmetic(torch.bfloat16)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held to an older CPU's instructions
+    for held in ("AVX2", "AVX512_CORE_BF16"):  # oneDNN held to an older CPU's instructions, or to AVX512-BF16 alone
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", held)
+        assert not inference_query2label.native_arithmetic(torch.bfloat16), held
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert not inference_query2label.native_arithmetic(torch.bfloat16)

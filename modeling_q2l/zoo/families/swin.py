@@ -1,7 +1,7 @@
 """Swin-B and Swin-L: timm's `swin_*` at any input size (attention masks built for the actual input), the official
 tensors through timm's checkpoint filter; the buffers timm recomputes are checked against the official shapes."""
 
-from ..family import BackboneFamily, PretrainedFacts, Query2LabelVariant, register_family
+from ..family import CHECKED_KEY_BY_KEY, BackboneFamily, PretrainedFacts, Query2LabelVariant, register_family
 
 TIMM_NAMES = {
     "swin_B_224_22k": "swin_base_patch4_window7_224",
@@ -36,8 +36,7 @@ SWIN = register_family(
         config_kwargs=config_kwargs,
         convert=convert,
         feature_stride=32,
-        conversion_check="The conversion is tested key by key and shape by shape against the official checkpoint's "
-        "manifest; no numerical parity test exists for this backbone family yet.",
+        conversion_check=CHECKED_KEY_BY_KEY,
         variants=(
             Query2LabelVariant(
                 "Q2L-SwinL-384", "swin_L_384_22k", 384, 1536,

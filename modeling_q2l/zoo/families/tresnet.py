@@ -1,7 +1,7 @@
 """TResNet-L, TResNet-XL and TResNet-L v2: timm's `tresnet_*`, the official tensors through timm's own checkpoint
 filter. The authors' TResNets take unnormalised inputs (0 to 1)."""
 
-from ..family import BackboneFamily, PretrainedFacts, Query2LabelVariant, register_family, strip_prefix
+from ..family import CHECKED_KEY_BY_KEY, BackboneFamily, PretrainedFacts, Query2LabelVariant, register_family, strip_prefix
 
 TIMM_NAMES = {"tresnetl": "tresnet_l", "tresnetxl": "tresnet_xl", "tresnetl_v2": "tresnet_v2_l"}
 
@@ -29,8 +29,7 @@ TRESNET = register_family(
         config_kwargs=config_kwargs,
         convert=convert,
         feature_stride=32,
-        conversion_check="The conversion is tested key by key and shape by shape against the official checkpoint's "
-        "manifest; no numerical parity test exists for this backbone family yet.",
+        conversion_check=CHECKED_KEY_BY_KEY,
         variants=(
             _variant("Q2L-TResL-448", "tresnetl", 448, 2432, "TResNet-L", "ImageNet-1k", 87.3, True, "timm/tresnet_l.miil_in1k_448"),
             _variant("Q2L-TResL-22k-448", "tresnetl_v2", 448, 2048, "TResNet-L (v2)", "ImageNet-22k", 89.2, True, "timm/tresnet_v2_l.miil_in21k"),

@@ -1,0 +1,132 @@
+"""int8 inference for CPUs without native bfloat16 (`scripts/quantize.py`): the saved model's ONNX export, quantized
+statically by ONNX Runtime (QDQ: per-channel int8 weights, uint8 activations, calibrated on images of the training
+split), written next to the weights as `model.int8.onnx` and measured against float32 on the evaluation split.
+
+Only the arithmetic-heavy operators (convolutions and matrix products) are quantized; normalisation, softmax,
+activations and the per-label classifier stay in float32. Which of the quantized layer groups must stay in float32
+to keep the answers is the caller's choice (`keep_float`), measured, not guessed (`BENCHMARKS.md`):
+
+- `first_convolution`: the backbone's first convolution (it sees the raw pixels);
+- `input_projection`: the 1x1 convolution from the backbone's channels to the transformer's;
+- `attention_products`: the products inside attention (queries x keys, weights x values);
+- `transformer`: every projection and feed-forward layer of the encoder and decoder.
+"""
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..data.splits import DatasetSpec, SplitPreparer, load_training_splits
+from ..data.transforms import MultiLabelImageDataset, collate_multilabel
+from ..evaluation.onnx_model import INT8_ONNX_FILE
+from ..evaluation.precision import compare_precisions, precision_table
+from ..extras import require
+from .onnx import ONNX_FILE, export_saved_model
+
+logger = logging.getLogger(__name__)
+
+LAYER_GROUPS = ("first_convolution", "input_projection", "attention_products", "transformer")
+QUANTIZED_OPERATORS = ["Conv", "MatMul", "Gemm"]
+
+
+def _scope(node) -> str:
+    """The PyTorch module path the exporter recorded for an ONNX node."""
+    return next((entry.value for entry in node.metadata_props if entry.key == "namespace"), node.name)
+
+
+def layer_groups(onnx_path) -> dict[str, list[str]]:
+    """{group: names of the quantizable nodes in it} of an exported Query2Label graph."""
+    import onnx
+
+    nodes = [node for node in onnx.load(str(onnx_path), load_external_data=False).graph.node if node.op_type in QUANTIZED_OPERATORS]
+    groups = {group: [] for group in LAYER_GROUPS}
+    convolutions = [node for node in nodes if node.op_type == "Conv"]
+    if convolutions:
+        groups["first_convolution"].append(convolutions[0].name)
+    for node in nodes:
+        scope = _scope(node)
+        if "input_projection" in scope:
+            groups["input_projection"].append(node.name)
+        elif "scaled_dot_product_attention" in scope or "eager_attention" in scope:
+            groups["attention_products"].append(node.name)
+        elif ".encoder." in scope or ".decoder." in scope:
+            groups["transformer"].append(node.name)
+    return groups
+
+
+def quantize_onnx(onnx_path, output_path, calibration: list[np.ndarray], keep_float=("first_convolution",)) -> Path:
+    """Quantize the float32 ONNX model at `onnx_path` into `output_path`, calibrating the activations' ranges on
+    `calibration` (pixel batches as the image processor makes them); the layer groups `keep_float` stay float32."""
+    require("onnxruntime", "int8 quantization")
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    unknown = sorted(set(keep_float) - set(LAYER_GROUPS))
+    if unknown:
+        raise ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)}.")
+    groups = layer_groups(onnx_path)
+    excluded = [name for group in keep_float for name in groups[group]]
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"pixel_values": batch}
+
+    output_path = Path(output_path)
+    quantize_static(
+        str(onnx_path), str(output_path), Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPERATORS,
+        nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+    )  # fmt: skip
+    logger.info("Quantized %s to int8 (%d layers kept in float32: %s).", onnx_path, len(excluded), ", ".join(keep_float) or "none")
+    return output_path
+
+
+def calibration_batches(model_path, data_args: DatasetSpec, count: int, batch_size: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """`count` training images, drawn at random, as the model's image processor prepares them."""
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)
+    train, _ = load_training_splits(data_args)
+    chosen = train.shuffle(seed=seed).select(range(min(count, len(train))))
+    preparer = SplitPreparer.for_dataset(data_args, chosen)
+    dataset = MultiLabelImageDataset(preparer.prepare(chosen, split_name="calibration"), preparer.image_column, processor)
+    batches = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
+        batches.append(collate_multilabel(items)["pixel_values"].numpy())
+    return batches
+
+
+def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
+    """`scripts/quantize.py`: the folder's float32 ONNX export (made when missing), quantized with calibration on
+    `args.num_calibration` training images into `model.int8.onnx` beside it, then float32 and int8 compared on the
+    evaluation split (and `--extra_eval_split_names`): the result is written to `quantization.json` and returned."""
+    folder = Path(args.model)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} is not a saved model folder (no config.json): quantize a folder of scripts/train.py or the converter.")
+    float_onnx = folder / ONNX_FILE
+    if not float_onnx.is_file():
+        logger.info("Exporting %s to ONNX first (%s).", folder, float_onnx)
+        export_saved_model(folder, float_onnx)
+    keep_float = [group for group in args.keep_float if group != "none"]
+    calibration = calibration_batches(folder, data_args, args.num_calibration)
+    output = Path(args.output) if args.output else folder / INT8_ONNX_FILE
+    with tempfile.TemporaryDirectory() as scratch:  # ONNX Runtime writes its augmented calibration model here
+        quantize_onnx(float_onnx, Path(scratch) / output.name, calibration, keep_float)
+        output.write_bytes((Path(scratch) / output.name).read_bytes())
+    measured = {}
+    if args.evaluate:
+        if output.parent.resolve() != folder.resolve() or output.name != INT8_ONNX_FILE:
+            raise ValueError(f"--evaluate measures the folder's own {INT8_ONNX_FILE}: drop --output, or pass --evaluate false.")
+        splits = [data_args.eval_split_name, *(data_args.extra_eval_split_names or [])]
+        measured = compare_precisions(str(folder), data_args, splits, ["float32", "int8"])
+        print(precision_table(measured))
+    result = {"int8_model": str(output), "calibration_images": sum(len(batch) for batch in calibration), "keep_float": keep_float, "measured": measured}
+    (output.parent / "quantization.json").write_text(json.dumps(result, indent=2))
+    return result
