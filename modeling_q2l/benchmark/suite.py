@@ -257,8 +257,31 @@ def side_by_side_models(args) -> tuple[str, dict]:
     models = {"reference": reference, "ours": ours(fast_cpu_inference=True, compile_cpu_inference=False)}
     if args.compile:
         models["ours_compiled"] = ours(fast_cpu_inference=True, compile_cpu_inference=True)
-    reference_dtype = DTYPES[args.reference_dtype or args.dtype]
-    return kind, {name: prepared(model.to(args.device, reference_dtype if name == "reference" else dtype)) for name, model in models.items()}
+    if args.int8:
+        models["ours_int8"] = int8_contender(models["ours"], args.int8_calibration)
+    dtypes = {"reference": DTYPES[args.reference_dtype or args.dtype], "ours_int8": torch.float32}  # int8 inside, float32 at its ends
+    return kind, {name: prepared(model.to(args.device, dtypes.get(name, dtype))) for name, model in models.items()}
+
+
+def int8_contender(model, calibration_images: int):
+    """Our model exported to ONNX and quantized to int8 by ONNX Runtime (`export.quantize`, the first convolution
+    kept in float32 as `scripts/quantize.py` does by default), as a contender for timing. Its calibration images are
+    random noise: the speed does not depend on them, the answers do (`scripts/benchmark_precision.py` measures
+    those on a trained model)."""
+    import tempfile
+
+    import numpy as np
+
+    from ..evaluation.onnx_model import OnnxClassifier
+    from ..export.onnx import export_onnx
+    from ..export.quantize import quantize_onnx
+
+    scratch = Path(tempfile.mkdtemp(prefix="q2l-int8-"))
+    size = model.config.image_size
+    exported = export_onnx(model.float().eval(), scratch / "model.onnx", size)
+    noise = np.random.default_rng(0)
+    calibration = [noise.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(calibration_images)]
+    return OnnxClassifier(quantize_onnx(exported, scratch / "model.int8.onnx", calibration), model.config)
 
 
 def side_by_side(args) -> dict:
@@ -388,9 +411,9 @@ def results_markdown(results: dict) -> str:
         if "reference_gflops_per_s" in row:
             achieved = " / ".join(f"{row[key]:.0f}" for key in ("reference_gflops_per_s", "ours_gflops_per_s", "ours_compiled_gflops_per_s") if key in row)
             lines.append(f"| batch {name[6:]}: GFLOP/s reached by the reference / ours{' / ours compiled' if 'ours_compiled_s' in row else ''} | {achieved} |")
-        for ours in ("ours", "ours_compiled"):
+        for ours in ("ours", "ours_compiled", "ours_int8"):
             if f"{ours}_s" in row:
-                label = "ours" if ours == "ours" else "ours compiled"
+                label = {"ours": "ours", "ours_compiled": "ours compiled", "ours_int8": "ours int8 (onnxruntime)"}[ours]
                 lines.append(
                     f"| {reference} vs {label}, batch {name[6:]}: reference s / {label} s / speed-up / max abs logit "
                     f"difference / first call s | {row['reference_s']:.4g} / {row[ours + '_s']:.4g} / "

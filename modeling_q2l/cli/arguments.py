@@ -171,9 +171,10 @@ class QuantizeArguments:
     model: str = field(metadata={"help": "Saved model folder (its model.onnx is made when missing)."})
     num_calibration: int = field(default=300, metadata={"help": "Training images the activation ranges are calibrated on."})
     keep_float: list[str] = field(
-        default_factory=lambda: ["first_convolution"],
-        metadata={"help": "Layer groups kept in float32: first_convolution, input_projection, attention_products, transformer, or none."},
+        default_factory=lambda: ["first_convolution", "depthwise_convolutions"],
+        metadata={"help": "Layer groups kept in float32: first_convolution, depthwise_convolutions, backbone, input_projection, attention_products, transformer, or none."},
     )
+    calibration_method: str = field(default="minmax", metadata={"help": "How activation ranges are calibrated: minmax, percentile or entropy."})
     output: str | None = field(default=None, metadata={"help": "Where to write the int8 model (default: model.int8.onnx in the folder)."})
     evaluate: bool = field(default=True, metadata={"help": "Compare float32 and int8 on the evaluation split (and --extra_eval_split_names)."})
 
@@ -262,6 +263,11 @@ class SuiteArguments:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 4], metadata={"help": "Inference batch sizes."})
     train_batch_size: int = field(default=2, metadata={"help": "Batch of the training step (0 skips it)."})
     dtype: str = field(default="float32", metadata={"help": "Weights and inputs: float32, float16 or bfloat16."})
+    int8: bool = field(
+        default=False,
+        metadata={"help": "With --compare_official or --compare_gains_off: also time ours exported to ONNX and quantized to int8 (onnxruntime)."},
+    )
+    int8_calibration: int = field(default=4, metadata={"help": "Random images that calibrate --int8 (its speed does not depend on them)."})
     reference_dtype: str | None = field(
         default=None,
         metadata={"help": "The side-by-side reference's dtype (default: --dtype), e.g. float32 to time ours in bfloat16 against the authors' model in float32."},

@@ -7,6 +7,8 @@ activations and the per-label classifier stay in float32. Which of the quantized
 to keep the answers is the caller's choice (`keep_float`), measured, not guessed (`BENCHMARKS.md`):
 
 - `first_convolution`: the backbone's first convolution (it sees the raw pixels);
+- `depthwise_convolutions`: the backbone's depthwise (grouped) convolutions, whose per-channel ranges differ most;
+- `backbone`: every convolution of the backbone (the head alone is quantized);
 - `input_projection`: the 1x1 convolution from the backbone's channels to the transformer's;
 - `attention_products`: the products inside attention (queries x keys, weights x values);
 - `transformer`: every projection and feed-forward layer of the encoder and decoder.
@@ -28,7 +30,8 @@ from .onnx import ONNX_FILE, export_saved_model
 
 logger = logging.getLogger(__name__)
 
-LAYER_GROUPS = ("first_convolution", "input_projection", "attention_products", "transformer")
+LAYER_GROUPS = ("first_convolution", "depthwise_convolutions", "backbone", "input_projection", "attention_products", "transformer")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPERATORS = ["Conv", "MatMul", "Gemm"]
 
 
@@ -50,6 +53,10 @@ def layer_groups(onnx_path) -> dict[str, list[str]]:
         scope = _scope(node)
         if "input_projection" in scope:
             groups["input_projection"].append(node.name)
+        elif node.op_type == "Conv" and "backbone" in scope:
+            groups["backbone"].append(node.name)
+            if any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute):
+                groups["depthwise_convolutions"].append(node.name)
         elif "scaled_dot_product_attention" in scope or "eager_attention" in scope:
             groups["attention_products"].append(node.name)
         elif ".encoder." in scope or ".decoder." in scope:
@@ -57,15 +64,18 @@ def layer_groups(onnx_path) -> dict[str, list[str]]:
     return groups
 
 
-def quantize_onnx(onnx_path, output_path, calibration: list[np.ndarray], keep_float=("first_convolution",)) -> Path:
+def quantize_onnx(onnx_path, output_path, calibration: list[np.ndarray], keep_float=("first_convolution",), method: str = "minmax") -> Path:
     """Quantize the float32 ONNX model at `onnx_path` into `output_path`, calibrating the activations' ranges on
-    `calibration` (pixel batches as the image processor makes them); the layer groups `keep_float` stay float32."""
+    `calibration` (pixel batches as the image processor makes them) by `method` (minmax, percentile or entropy:
+    ONNX Runtime's calibrators); the layer groups `keep_float` stay float32."""
     require("onnxruntime", "int8 quantization")
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     unknown = sorted(set(keep_float) - set(LAYER_GROUPS))
     if unknown:
         raise ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)}.")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"--calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}.")
     groups = layer_groups(onnx_path)
     excluded = [name for group in keep_float for name in groups[group]]
 
@@ -81,14 +91,15 @@ def quantize_onnx(onnx_path, output_path, calibration: list[np.ndarray], keep_fl
     quantize_static(
         str(onnx_path), str(output_path), Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPERATORS,
-        nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=sorted(set(excluded)), calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[method],
     )  # fmt: skip
     logger.info("Quantized %s to int8 (%d layers kept in float32: %s).", onnx_path, len(excluded), ", ".join(keep_float) or "none")
     return output_path
 
 
 def calibration_batches(model_path, data_args: DatasetSpec, count: int, batch_size: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """`count` training images, drawn at random, as the model's image processor prepares them."""
+    """`count` training images, drawn at random, as the model's image processor prepares them, in batches of one size
+    (ONNX Runtime's histogram calibrators stack them; a last, smaller batch is left out)."""
     from transformers import AutoImageProcessor
 
     processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)
@@ -96,11 +107,11 @@ def calibration_batches(model_path, data_args: DatasetSpec, count: int, batch_si
     chosen = train.shuffle(seed=seed).select(range(min(count, len(train))))
     preparer = SplitPreparer.for_dataset(data_args, chosen)
     dataset = MultiLabelImageDataset(preparer.prepare(chosen, split_name="calibration"), preparer.image_column, processor)
-    batches = []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
-        batches.append(collate_multilabel(items)["pixel_values"].numpy())
-    return batches
+    batch_size = min(batch_size, len(dataset))
+    return [
+        collate_multilabel([dataset[index] for index in range(start, start + batch_size)])["pixel_values"].numpy()
+        for start in range(0, len(dataset) - batch_size + 1, batch_size)
+    ]
 
 
 def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
@@ -118,7 +129,7 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
     calibration = calibration_batches(folder, data_args, args.num_calibration)
     output = Path(args.output) if args.output else folder / INT8_ONNX_FILE
     with tempfile.TemporaryDirectory() as scratch:  # ONNX Runtime writes its augmented calibration model here
-        quantize_onnx(float_onnx, Path(scratch) / output.name, calibration, keep_float)
+        quantize_onnx(float_onnx, Path(scratch) / output.name, calibration, keep_float, args.calibration_method)
         output.write_bytes((Path(scratch) / output.name).read_bytes())
     measured = {}
     if args.evaluate:
@@ -127,6 +138,6 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
         splits = [data_args.eval_split_name, *(data_args.extra_eval_split_names or [])]
         measured = compare_precisions(str(folder), data_args, splits, ["float32", "int8"])
         print(precision_table(measured))
-    result = {"int8_model": str(output), "calibration_images": sum(len(batch) for batch in calibration), "keep_float": keep_float, "measured": measured}
+    result = {"int8_model": str(output), "calibration_images": sum(len(batch) for batch in calibration), "keep_float": keep_float, "calibration_method": args.calibration_method, "measured": measured}
     (output.parent / "quantization.json").write_text(json.dumps(result, indent=2))
     return result

@@ -113,3 +113,19 @@ def test_side_by_side_against_our_own_kernels_with_the_compiled_backbone(tiny_va
     assert results["inference"]["batch_2"]["first_call_s"] > 0
     table = results_markdown(results)
     assert "ours with fast_cpu_inference off vs ours compiled, batch 2" in table and "compiled backbone" in table
+
+
+def test_side_by_side_times_ours_in_bfloat16_and_int8_against_a_float32_reference(tiny_variant):
+    """`--dtype bfloat16 --reference_dtype float32 --int8`: the reference stays float32, ours runs in bfloat16, and
+    ours exported and quantized to int8 runs through onnxruntime; every row names the dtypes it compares."""
+    results = run_suite(
+        SuiteArguments(variant=str(tiny_variant), batch_sizes=[2], train_batch_size=0, repeats=1, warmup=0,
+                       compare_gains_off=True, dtype="bfloat16", reference_dtype="float32", int8=True, int8_calibration=2)  # fmt: skip
+    )
+    comparison = results["side_by_side"]
+    assert comparison["dtypes"] == {"reference": "float32", "ours": "bfloat16", "ours_int8": "float32"}
+    row = comparison["batch_2"]
+    assert row["ours_int8_speedup"] == pytest.approx(row["reference_s"] / row["ours_int8_s"])
+    assert row["ours_max_abs_logit_difference"] < 0.5  # bfloat16 of the same weights
+    table = results_markdown(results)
+    assert "(float32, ours bfloat16) vs ours int8 (onnxruntime), batch 2" in table
