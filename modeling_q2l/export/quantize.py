@@ -42,7 +42,7 @@ def _scope(node) -> str:
 
 def layer_groups(onnx_path) -> dict[str, list[str]]:
     """{group: names of the quantizable nodes in it} of an exported Query2Label graph."""
-    import onnx
+    onnx = require("onnx", "int8 quantization")
 
     nodes = [node for node in onnx.load(str(onnx_path), load_external_data=False).graph.node if node.op_type in QUANTIZED_OPERATORS]
     groups = {group: [] for group in LAYER_GROUPS}

@@ -164,6 +164,8 @@ class TrainingOptions(TrainingArguments):
         one_cycle = str(self.lr_scheduler_type) == ONE_CYCLE
         if one_cycle:
             self.lr_scheduler_type = "constant"
+        if self.bf16 and not torch.cuda.is_available():  # bfloat16 autocast on the CPU (AMX), which transformers
+            self.use_cpu = True  # refuses unless told the run is a CPU one
         super().__post_init__()
         if one_cycle:
             self.lr_scheduler_type = ONE_CYCLE
