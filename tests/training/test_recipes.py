@@ -171,3 +171,13 @@ def test_a_variant_run_trains_the_papers_head_and_its_card_names_the_recipe_and_
     for changed in ("`backbone` test_resnet (recipe: resnet101)", "`image_size` 64 (recipe: 448)", "`hidden_size` 32 (recipe: 2048)", "`per_device_train_batch_size` 8 (recipe: 64)"):
         assert changed in card, changed
     assert "one-cycle schedule with peak learning rate 0.0001" in card and "conv1, bn1, layer1 were not trained" in card
+
+
+def test_bfloat16_training_on_a_machine_without_cuda_runs_on_the_cpu():
+    """transformers refuses `--bf16` without a GPU unless told the run is a CPU one; AMX CPUs train in bfloat16."""
+    import torch
+
+    _, _, training_args = parse("--bf16", "true")
+    assert training_args.bf16 and training_args.use_cpu == (not torch.cuda.is_available())
+    _, _, plain = parse()
+    assert not plain.bf16 and not plain.use_cpu
