@@ -149,11 +149,15 @@ def choose_recipe(recipe: str | None, variant: str | None, default_dataset_recip
     """The recipe a run starts from: `--recipe` when given, else the `--variant`'s, else the recipe of the entry
     point's default dataset when the run trains on it (`default_dataset_recipe`), else `general`."""
     if variant is not None and variant not in VARIANTS:
-        raise ValueError(f"Unknown variant {variant!r}. Variants: {', '.join(VARIANTS)}.")
+        raise ValueError(f"Unknown variant {variant!r}. Variants: {', '.join(sorted(VARIANTS))}.")
     if recipe is not None:
         chosen = get_recipe(recipe)
-        if variant is not None and chosen.values.get("variant", variant) != variant:
-            raise ValueError(f"--recipe {recipe} is the recipe of {chosen.values['variant']}, not of --variant {variant}.")
+        owner = chosen.values.get("variant")
+        if variant is not None and owner != variant:
+            raise ValueError(
+                f"--recipe {recipe} is the recipe of {owner}, not of --variant {variant}." if owner
+                else f"--recipe {recipe} sets its own model: drop --variant {variant}, or drop --recipe."
+            )
         return chosen
     if variant is not None:
         return _paper_recipe(variant)

@@ -81,6 +81,8 @@ def test_a_variants_values_are_overridden_one_by_one_and_the_overrides_named():
         parse("--recipe", "fast")
     with pytest.raises(ValueError, match="--recipe Q2L-R101-576 is the recipe of Q2L-R101-576, not of --variant Q2L-R101-448"):
         parse("--variant", "Q2L-R101-448", "--recipe", "Q2L-R101-576")
+    with pytest.raises(ValueError, match="--recipe fashion-mnist-mosaic sets its own model: drop --variant Q2L-R101-448"):
+        parse("--variant", "Q2L-R101-448", "--recipe", "fashion-mnist-mosaic")
 
 
 def test_a_variants_model_is_the_papers_with_the_overridden_fields_only():
