@@ -38,6 +38,7 @@ setup(
         ],
         "demo": ["gradio>=5", "matplotlib"],
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        "int8": ["torchao>=0.18"],  # scripts/quantize.py --backend pytorch (the onnxruntime backend: "onnx")
         "tests": [
             "pytest",
             "scikit-learn",
@@ -53,6 +54,7 @@ setup(
             "onnx",
             "onnxscript",
             "onnxruntime",
+            "torchao>=0.18",
         ],
     },
     classifiers=[

@@ -13,6 +13,7 @@ EXTRA_OF_MODULE = {
     "onnx": "onnx",
     "onnxscript": "onnx",
     "onnxruntime": "onnx",
+    "torchao": "int8",
     "selenium": "tests",
     "accelerate": "train",
     "datasets": "train",

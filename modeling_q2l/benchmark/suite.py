@@ -258,30 +258,36 @@ def side_by_side_models(args) -> tuple[str, dict]:
     if args.compile:
         models["ours_compiled"] = ours(fast_cpu_inference=True, compile_cpu_inference=True)
     if args.int8:
-        models["ours_int8"] = int8_contender(models["ours"], args.int8_calibration)
+        models["ours_int8"] = int8_contender(ours(fast_cpu_inference=False, compile_cpu_inference=False), args.int8_calibration, args.int8_backend)
     dtypes = {"reference": DTYPES[args.reference_dtype or args.dtype], "ours_int8": torch.float32}  # int8 inside, float32 at its ends
     return kind, {name: prepared(model.to(args.device, dtypes.get(name, dtype))) for name, model in models.items()}
 
 
-def int8_contender(model, calibration_images: int):
-    """Our model exported to ONNX and quantized to int8 by ONNX Runtime (`export.quantize`, the first convolution
-    kept in float32 as `scripts/quantize.py` does by default), as a contender for timing. Its calibration images are
-    random noise: the speed does not depend on them, the answers do (`scripts/benchmark_precision.py` measures
-    those on a trained model)."""
+def int8_contender(model, calibration_images: int, backend: str = "onnxruntime"):
+    """Our model quantized to int8 as `scripts/quantize.py --backend BACKEND` does with its default `--keep_float`
+    (`export.quantize`: ONNX Runtime on the ONNX export, or PyTorch's PT2E flow compiled by Inductor), as a contender
+    for timing. Its calibration images are random noise: the speed does not depend on them, the answers do
+    (`scripts/benchmark_precision.py` measures those on a trained model)."""
     import tempfile
 
     import numpy as np
 
-    from ..evaluation.onnx_model import OnnxClassifier
-    from ..export.onnx import export_onnx
-    from ..export.quantize import quantize_onnx
+    from ..evaluation.exported_models import CompiledInt8Classifier, OnnxClassifier
+    from ..export.quantize import DEFAULT_KEEP_FLOAT, quantize_onnx
 
     scratch = Path(tempfile.mkdtemp(prefix="q2l-int8-"))
     size = model.config.image_size
-    exported = export_onnx(model.float().eval(), scratch / "model.onnx", size)
     noise = np.random.default_rng(0)
     calibration = [noise.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(calibration_images)]
-    return OnnxClassifier(quantize_onnx(exported, scratch / "model.int8.onnx", calibration), model.config)
+    if backend == "pytorch":
+        from ..export.pt2e import quantize_pt2e, save_pt2e
+
+        program = quantize_pt2e(model.float().eval(), calibration, DEFAULT_KEEP_FLOAT)
+        return CompiledInt8Classifier(save_pt2e(program, scratch / "model.int8.pt2"), model.config)
+    from ..export.onnx import export_onnx
+
+    exported = export_onnx(model.float().eval(), scratch / "model.onnx", size)
+    return OnnxClassifier(quantize_onnx(exported, scratch / "model.int8.onnx", calibration, DEFAULT_KEEP_FLOAT), model.config)
 
 
 def side_by_side(args) -> dict:
@@ -299,7 +305,7 @@ def side_by_side(args) -> dict:
         output = models[name](pixels) if name == "reference" and kind == "official" else models[name](pixel_values=pixels)
         return (output if isinstance(output, torch.Tensor) else output.logits).float()
 
-    results = {"reference": kind, "dtypes": {name: str(value).removeprefix("torch.") for name, value in dtypes.items()}}
+    results = {"reference": kind, "int8_backend": args.int8_backend if args.int8 else None, "dtypes": {name: str(value).removeprefix("torch.") for name, value in dtypes.items()}}
     if device.type == "cpu" and dtype == torch.float32:
         with torch.enable_grad():  # the FLOP counter's module tracker needs autograd
             results["gflops_per_image"] = gflops_per_call(lambda: logits("reference", torch.randn(1, 3, size, size)))
@@ -413,7 +419,7 @@ def results_markdown(results: dict) -> str:
             lines.append(f"| batch {name[6:]}: GFLOP/s reached by the reference / ours{' / ours compiled' if 'ours_compiled_s' in row else ''} | {achieved} |")
         for ours in ("ours", "ours_compiled", "ours_int8"):
             if f"{ours}_s" in row:
-                label = {"ours": "ours", "ours_compiled": "ours compiled", "ours_int8": "ours int8 (onnxruntime)"}[ours]
+                label = {"ours": "ours", "ours_compiled": "ours compiled", "ours_int8": f"ours int8 ({comparison.get('int8_backend', 'onnxruntime')})"}[ours]
                 lines.append(
                     f"| {reference} vs {label}, batch {name[6:]}: reference s / {label} s / speed-up / max abs logit "
                     f"difference / first call s | {row['reference_s']:.4g} / {row[ours + '_s']:.4g} / "

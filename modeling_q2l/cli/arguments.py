@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser
 
 from ..data.splits import DatasetSpec
+from ..export.quantize import DEFAULT_KEEP_FLOAT
 from ..mosaics.layouts import HELD_OUT_LAYOUTS
 from ..training.options import ModelOptions, TrainingOptions
 from ..zoo.recipes import choose_recipe
@@ -168,14 +169,22 @@ class QuantizeArguments:
     """`scripts/quantize.py`: which model, how many calibration images, which layers stay float32 (the data:
     `DataArguments`, whose training split calibrates and whose evaluation split measures)."""
 
-    model: str = field(metadata={"help": "Saved model folder (its model.onnx is made when missing)."})
+    model: str = field(metadata={"help": "Saved model folder (with --backend onnxruntime its model.onnx is made when missing)."})
+    backend: str = field(
+        default="onnxruntime",
+        metadata={
+            "help": "onnxruntime: model.int8.onnx, loads at once; pytorch: model.int8.pt2 (needs torchao), compiled by PyTorch at its first batch (a minute or two), then faster on CPUs with VNNI or AMX, and the path measured on AVX2-only CPUs (BENCHMARKS.md).",
+            "choices": ["onnxruntime", "pytorch"],
+        },
+    )
     num_calibration: int = field(default=300, metadata={"help": "Training images the activation ranges are calibrated on."})
     keep_float: list[str] = field(
-        default_factory=lambda: ["first_convolution", "depthwise_convolutions"],
+        default_factory=lambda: list(DEFAULT_KEEP_FLOAT),
         metadata={"help": "Layer groups kept in float32: first_convolution, depthwise_convolutions, backbone, input_projection, attention_products, transformer, or none."},
     )
-    calibration_method: str = field(default="minmax", metadata={"help": "How activation ranges are calibrated: minmax, percentile or entropy."})
-    output: str | None = field(default=None, metadata={"help": "Where to write the int8 model (default: model.int8.onnx in the folder)."})
+    calibration_method: str = field(default="minmax", metadata={"help": "How activation ranges are calibrated with --backend onnxruntime: minmax, percentile or entropy."})
+    reduce_range: bool = field(default=True, metadata={"help": "--backend pytorch: 7-bit activations, which CPUs without VNNI (AVX2 only) need to keep the answers."})
+    output: str | None = field(default=None, metadata={"help": "Where to write the int8 model (default: the backend's model.int8.onnx or model.int8.pt2 in the folder)."})
     evaluate: bool = field(default=True, metadata={"help": "Compare float32 and int8 on the evaluation split (and --extra_eval_split_names)."})
 
 
@@ -265,7 +274,11 @@ class SuiteArguments:
     dtype: str = field(default="float32", metadata={"help": "Weights and inputs: float32, float16 or bfloat16."})
     int8: bool = field(
         default=False,
-        metadata={"help": "With --compare_official or --compare_gains_off: also time ours exported to ONNX and quantized to int8 (onnxruntime)."},
+        metadata={"help": "With --compare_official or --compare_gains_off: also time ours quantized to int8 (by --int8_backend)."},
+    )
+    int8_backend: str = field(
+        default="onnxruntime",
+        metadata={"help": "How --int8 quantizes, as scripts/quantize.py --backend: onnxruntime or pytorch.", "choices": ["onnxruntime", "pytorch"]},
     )
     int8_calibration: int = field(default=4, metadata={"help": "Random images that calibrate --int8 (its speed does not depend on them)."})
     reference_dtype: str | None = field(

@@ -29,17 +29,18 @@ def load_classifier(model_path: str, device: str | None = None, dtype: str = "fl
     """Model (on `device`, in `dtype`, prepared for inference: `optimize_for_inference()`) and image processor of a
     saved folder or Hub id. bfloat16 halves the memory and, on CPUs with AMX, is 3 to 4 times as fast as float32 at
     Q2L-R101-448 (BENCHMARKS.md); without AMX it is likely slower, and a log line says so. int8 runs the folder's
-    `model.int8.onnx` (`scripts/quantize.py`) with ONNX Runtime, on the CPU."""
+    int8 model (`scripts/quantize.py`) on the CPU: `model.int8.onnx` with ONNX Runtime or `model.int8.pt2` compiled by
+    PyTorch on its first batch."""
     import torch
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     if dtype not in INFERENCE_DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(INFERENCE_DTYPES)}, got {dtype!r}.")
     if dtype == "int8":
-        from .onnx_model import load_onnx_classifier
+        from .exported_models import load_int8_classifier
 
         with saved_model_errors(model_path):
-            return load_onnx_classifier(model_path)
+            return load_int8_classifier(model_path)
     with saved_model_errors(model_path):
         model = AutoModelForImageClassification.from_pretrained(model_path, trust_remote_code=True, dtype=getattr(torch, dtype)).eval()
         processor = AutoImageProcessor.from_pretrained(model_path, trust_remote_code=True)

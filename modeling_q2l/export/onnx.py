@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..evaluation.onnx_model import onnx_session
+from ..evaluation.exported_models import onnx_session
 from ..extras import require
 
 ONNX_FILE = "model.onnx"

@@ -1,6 +1,12 @@
-"""int8 inference for CPUs without native bfloat16 (`scripts/quantize.py`): the saved model's ONNX export, quantized
-statically by ONNX Runtime (QDQ: per-channel int8 weights, uint8 activations, calibrated on images of the training
-split), written next to the weights as `model.int8.onnx` and measured against float32 on the evaluation split.
+"""int8 inference for CPUs without native bfloat16 (`scripts/quantize.py`): the saved model quantized statically
+(per-channel int8 weights, uint8 activations, calibrated on images of the training split), written next to the
+weights and measured against float32 on the evaluation split, by one of two backends:
+
+- `onnxruntime` (the default): the model's ONNX export quantized by ONNX Runtime (QDQ), `model.int8.onnx`; loads in
+  a moment, runs wherever ONNX Runtime does;
+- `pytorch`: PyTorch's PT2E flow (`export.pt2e`), `model.int8.pt2`; compiled by Inductor in the process that runs
+  it (a minute or two at its first batch), then faster on CPUs with VNNI or AMX and the one int8 path measured on
+  AVX2-only CPUs (BENCHMARKS.md).
 
 Only the arithmetic-heavy operators (convolutions and matrix products) are quantized; normalisation, softmax,
 activations and the per-label classifier stay in float32. Which of the quantized layer groups must stay in float32
@@ -10,7 +16,7 @@ to keep the answers is the caller's choice (`keep_float`), measured, not guessed
 - `depthwise_convolutions`: the backbone's depthwise (grouped) convolutions, whose per-channel ranges differ most;
 - `backbone`: every convolution of the backbone (the head alone is quantized);
 - `input_projection`: the 1x1 convolution from the backbone's channels to the transformer's;
-- `attention_products`: the products inside attention (queries x keys, weights x values);
+- `attention_products`: the products inside attention (queries x keys, weights x values; `pytorch` always keeps them);
 - `transformer`: every projection and feed-forward layer of the encoder and decoder.
 """
 
@@ -23,14 +29,17 @@ import numpy as np
 
 from ..data.splits import DatasetSpec, SplitPreparer, load_training_splits
 from ..data.transforms import MultiLabelImageDataset, collate_multilabel
-from ..evaluation.onnx_model import INT8_ONNX_FILE
+from ..evaluation.exported_models import INT8_FILES, QUANTIZATION_RECORD
 from ..evaluation.precision import compare_precisions, precision_table
 from ..extras import require
 from .onnx import ONNX_FILE, export_saved_model
 
 logger = logging.getLogger(__name__)
 
+BACKENDS = tuple(INT8_FILES)
 LAYER_GROUPS = ("first_convolution", "depthwise_convolutions", "backbone", "input_projection", "attention_products", "transformer")
+# kept in float32 unless asked otherwise: what the main job's model needs to keep mAP within 0.6 points (BENCHMARKS.md)
+DEFAULT_KEEP_FLOAT = ("first_convolution", "depthwise_convolutions")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPERATORS = ["Conv", "MatMul", "Gemm"]
 
@@ -115,29 +124,57 @@ def calibration_batches(model_path, data_args: DatasetSpec, count: int, batch_si
 
 
 def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
-    """`scripts/quantize.py`: the folder's float32 ONNX export (made when missing), quantized with calibration on
-    `args.num_calibration` training images into `model.int8.onnx` beside it, then float32 and int8 compared on the
-    evaluation split (and `--extra_eval_split_names`): the result is written to `quantization.json` and returned."""
+    """`scripts/quantize.py`: the folder's model quantized by `args.backend` with calibration on
+    `args.num_calibration` training images into the backend's int8 file beside the weights (`INT8_FILES`), then
+    float32 and int8 compared on the evaluation split (and `--extra_eval_split_names`): the result is written to
+    `quantization.json` (which also tells `--dtype int8` which file to load) and returned."""
     folder = Path(args.model)
     if not (folder / "config.json").is_file():
         raise ValueError(f"{folder} is not a saved model folder (no config.json): quantize a folder of scripts/train.py or the converter.")
+    if args.backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}.")
+    keep_float = [group for group in args.keep_float if group != "none"]
+    unknown = sorted(set(keep_float) - set(LAYER_GROUPS))
+    if unknown:
+        raise ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)}.")
+    calibration = calibration_batches(folder, data_args, args.num_calibration)
+    output = Path(args.output) if args.output else folder / INT8_FILES[args.backend]
+    if args.backend == "pytorch":
+        _quantize_with_pytorch(folder, output, calibration, keep_float, args.reduce_range)
+    else:
+        _quantize_with_onnxruntime(folder, output, calibration, keep_float, args.calibration_method)
+    result = {
+        "int8_model": str(output), "backend": args.backend, "calibration_images": sum(len(batch) for batch in calibration),
+        "keep_float": keep_float, "calibration_method": args.calibration_method if args.backend == "onnxruntime" else "minmax",
+        "reduce_range": args.reduce_range if args.backend == "pytorch" else None, "measured": {},
+    }  # fmt: skip
+    (output.parent / QUANTIZATION_RECORD).write_text(json.dumps(result, indent=2))
+    if args.evaluate:
+        if output.parent.resolve() != folder.resolve() or output.name != INT8_FILES[args.backend]:
+            raise ValueError(f"--evaluate measures the folder's own {INT8_FILES[args.backend]}: drop --output, or pass --evaluate false.")
+        splits = [data_args.eval_split_name, *(data_args.extra_eval_split_names or [])]
+        result["measured"] = compare_precisions(str(folder), data_args, splits, ["float32", "int8"])
+        print(precision_table(result["measured"]))
+        (output.parent / QUANTIZATION_RECORD).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _quantize_with_onnxruntime(folder: Path, output: Path, calibration, keep_float, method: str) -> None:
     float_onnx = folder / ONNX_FILE
     if not float_onnx.is_file():
         logger.info("Exporting %s to ONNX first (%s).", folder, float_onnx)
         export_saved_model(folder, float_onnx)
-    keep_float = [group for group in args.keep_float if group != "none"]
-    calibration = calibration_batches(folder, data_args, args.num_calibration)
-    output = Path(args.output) if args.output else folder / INT8_ONNX_FILE
     with tempfile.TemporaryDirectory() as scratch:  # ONNX Runtime writes its augmented calibration model here
-        quantize_onnx(float_onnx, Path(scratch) / output.name, calibration, keep_float, args.calibration_method)
+        quantize_onnx(float_onnx, Path(scratch) / output.name, calibration, keep_float, method)
         output.write_bytes((Path(scratch) / output.name).read_bytes())
-    measured = {}
-    if args.evaluate:
-        if output.parent.resolve() != folder.resolve() or output.name != INT8_ONNX_FILE:
-            raise ValueError(f"--evaluate measures the folder's own {INT8_ONNX_FILE}: drop --output, or pass --evaluate false.")
-        splits = [data_args.eval_split_name, *(data_args.extra_eval_split_names or [])]
-        measured = compare_precisions(str(folder), data_args, splits, ["float32", "int8"])
-        print(precision_table(measured))
-    result = {"int8_model": str(output), "calibration_images": sum(len(batch) for batch in calibration), "keep_float": keep_float, "calibration_method": args.calibration_method, "measured": measured}
-    (output.parent / "quantization.json").write_text(json.dumps(result, indent=2))
-    return result
+
+
+def _quantize_with_pytorch(folder: Path, output: Path, calibration, keep_float, reduce_range: bool) -> None:
+    from ..model import Query2LabelForMultiLabelClassification
+    from .pt2e import quantize_pt2e, save_pt2e
+
+    # the package's model code, not the folder's copy: an older copy may not export with a free batch size
+    model = Query2LabelForMultiLabelClassification.from_pretrained(str(folder)).eval()
+    program = quantize_pt2e(model, calibration, keep_float, reduce_range)
+    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:  # whole or not at all, if the process is killed
+        save_pt2e(program, Path(scratch) / output.name).replace(output)

@@ -877,13 +877,16 @@ class Query2LabelModel(Query2LabelPreTrainedModel):
         """The head alone: label queries decoded from a backbone feature map `(batch, channels, height, width)`."""
         features = self.input_projection(backbone_features)  # (batch, hidden, height, width)
         batch_size, _, height, width = features.shape
-        memory = features.flatten(2).transpose(1, 2)  # (batch, height * width, hidden)
+        # (batch, height * width, hidden); contiguous, as the linear layers reading it are fastest with and as
+        # Inductor's int8 lowering needs it to (`export.pt2e`)
+        memory = features.flatten(2).transpose(1, 2).contiguous()
         spatial_position = self.position_embedding(height, width, memory.device, memory.dtype)
         memory, encoder_hidden_states, encoder_attentions = self.encoder(
             memory, spatial_position, output_attentions, output_hidden_states
         )
 
-        label_queries = self.label_embeddings.weight.unsqueeze(0).expand(batch_size, -1, -1)
+        # one copy per image (not an expanded view): a batch size left free by torch.export compiles with it
+        label_queries = self.label_embeddings.weight.unsqueeze(0).repeat(batch_size, 1, 1)
         hidden_states = torch.zeros_like(label_queries)  # the decoder state starts at zeros
         hidden_states, decoder_hidden_states, decoder_attentions, cross_attentions = self.decoder(
             hidden_states, memory, label_queries, spatial_position, output_attentions, output_hidden_states

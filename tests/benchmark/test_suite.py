@@ -129,3 +129,15 @@ def test_side_by_side_times_ours_in_bfloat16_and_int8_against_a_float32_referenc
     assert row["ours_max_abs_logit_difference"] < 0.5  # bfloat16 of the same weights
     table = results_markdown(results)
     assert "(float32, ours bfloat16) vs ours int8 (onnxruntime), batch 2" in table
+
+
+def test_side_by_side_times_int8_from_pytorchs_quantizer(tiny_variant):
+    """`--int8 --int8_backend pytorch`: ours quantized by the PT2E flow and compiled, timed and named as such."""
+    pytest.importorskip("torchao")
+    results = run_suite(
+        SuiteArguments(variant=str(tiny_variant), batch_sizes=[2], train_batch_size=0, repeats=1, warmup=0,
+                       compare_gains_off=True, int8=True, int8_backend="pytorch", int8_calibration=2)  # fmt: skip
+    )
+    row = results["side_by_side"]["batch_2"]
+    assert row["ours_int8_max_abs_logit_difference"] < 0.5 * row["reference_max_abs_logit"]
+    assert "vs ours int8 (pytorch), batch 2" in results_markdown(results)

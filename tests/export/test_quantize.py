@@ -74,5 +74,5 @@ def test_an_unknown_layer_group_and_a_missing_int8_model_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="unknown layer groups \\['softmax'\\]"):
         quantize_onnx(tmp_path / "model.onnx", tmp_path / "out.onnx", [], keep_float=["softmax"])
     folder = save_model_folder(tmp_path / "plain")
-    with pytest.raises(ValueError, match="No model.int8.onnx in .*scripts/quantize.py"):
+    with pytest.raises(ValueError, match="No int8 model \\(model.int8.onnx or model.int8.pt2\\) in .*scripts/quantize.py"):
         load_classifier(str(folder), "cpu", "int8")
