@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from ..data.labels import detect_label_format
-from ..data.loading import load_raw_datasets, prepare_split
+from ..data.loading import load_raw_datasets
+from ..data.splits import prepare_split
 
 
 def timed_check(parquet: Path, num_proc: int | None, cache_dir: str) -> tuple[float, int]:

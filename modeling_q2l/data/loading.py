@@ -1,23 +1,17 @@
-"""Loading multi-label datasets: Hub ids, local folders, parquet files and COCO instances files, and the check of
-every sample before training.
-
-Bad samples (unreadable or truncated images, ids out of range, unknown names, empty label lists) stop the run
-with an error naming the sample, unless `skip_bad_samples` is set: then they are dropped, counted and reported.
-"""
+"""Reading multi-label data as it is stored: Hub ids, local folders, parquet files and COCO instances files, and
+images in any of the forms a dataset or a user hands over. What is done with it (named splits, labels encoded, every
+sample checked) is `data.splits`."""
 
 import io
 import json
 import logging
 import os
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..model.image_processing_query2label import to_rgb_input
-from .labels import BadSampleError, LabelEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -104,107 +98,3 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if not isinstance(image, Image.Image):  # a (3, height, width) uint8 tensor
         return Image.fromarray(image.permute(1, 2, 0).numpy())
     return image
-
-
-@dataclass
-class PreparedSplit:
-    """A split ready for training: the dataset (bad samples removed), its multi-hot labels and what was skipped."""
-
-    dataset: object
-    labels: np.ndarray  # (num_samples, num_labels)
-    skipped: dict  # reason -> count
-
-
-def check_sample(encoder: LabelEncoder, raw_labels, raw_image, verify_images: bool = True):
-    """(multi-hot vector, None, None) for a usable sample, else (None, the error message, the reason to count)."""
-    try:
-        vector = encoder(raw_labels)
-    except BadSampleError as error:
-        return None, str(error), error.reason
-    except (TypeError, ValueError, KeyError) as error:  # e.g. a label that is not an id
-        return None, f"{type(error).__name__}: {error}", "invalid labels"
-    if verify_images:
-        try:
-            open_image(raw_image)
-        except (OSError, ValueError, SyntaxError) as error:  # what PIL raises on unreadable or truncated files
-            return None, f"unreadable image ({error})", "unreadable image"
-    return vector, None, None
-
-
-class _BatchChecker:
-    """`datasets.map` function (batched): each sample's multi-hot vector, or why it cannot be used. A class, not a
-    closure, so that `num_proc` workers can pickle it and `datasets` can fingerprint it for its cache."""
-
-    def __init__(self, encoder: LabelEncoder, image_column: str, label_column: str, verify_images: bool):
-        self.encoder, self.image_column, self.label_column = encoder, image_column, label_column
-        self.verify_images = verify_images
-
-    def __call__(self, batch: dict) -> dict:
-        width = len(self.encoder.names)
-        vectors, problems, reasons = [], [], []
-        for raw_labels, raw_image in zip(batch[self.label_column], batch[self.image_column]):
-            vector, problem, reason = check_sample(self.encoder, raw_labels, raw_image, self.verify_images)
-            vectors.append(vector.tolist() if vector is not None else [0.0] * width)
-            problems.append(problem)
-            reasons.append(reason)
-        return {"_q2l_labels": vectors, "_q2l_problem": problems, "_q2l_reason": reasons}
-
-
-def prepare_split(
-    dataset,
-    encoder: LabelEncoder,
-    image_column: str,
-    label_column: str,
-    skip_bad_samples: bool = False,
-    verify_images: bool = True,
-    split_name: str = "train",
-    num_proc: int | None = None,
-) -> PreparedSplit:
-    """Encode every sample's labels and (optionally) check that its image decodes.
-
-    Runs through `datasets.map`: `num_proc` processes, a progress bar, and for datasets read from files a cache, so a
-    second run over the same data skips the work. A bad sample raises `BadSampleError` naming it, or with
-    `skip_bad_samples` is dropped and counted.
-    """
-    from datasets import Image as ImageFeature
-    from datasets import List, Value
-
-    if image_column not in dataset.features:
-        raise ValueError(
-            f"No column {image_column!r} in the {split_name} split (columns: {list(dataset.features)}); pass "
-            "--image_column_name."
-        )
-    raw = dataset.cast_column(image_column, ImageFeature(decode=False))
-    features = raw.features.copy()
-    features.update(
-        {"_q2l_labels": List(Value("float32")), "_q2l_problem": Value("string"), "_q2l_reason": Value("string")}
-    )
-    checked = raw.map(
-        _BatchChecker(encoder, image_column, label_column, verify_images),
-        batched=True,
-        batch_size=256,
-        num_proc=num_proc if num_proc and num_proc > 1 and len(raw) >= 2 * num_proc else None,
-        features=features,
-        desc=f"Checking the {split_name} split" + (" (labels and images)" if verify_images else " (labels)"),
-    )
-    problems = checked["_q2l_problem"]
-    bad = [index for index, problem in enumerate(problems) if problem is not None]
-    if bad and not skip_bad_samples:
-        index = bad[0]
-        path = raw[index][image_column].get("path") if isinstance(raw[index][image_column], dict) else None
-        raise BadSampleError(
-            f"{split_name} sample {index}" + (f" ({path})" if path else "") + f": {problems[index]}. Fix the data, or "
-            "pass --skip_bad_samples to drop such samples (they are counted and reported)."
-            + (f" {len(bad) - 1} more samples are bad." if len(bad) > 1 else "")
-        )
-    skipped = Counter(checked["_q2l_reason"][index] for index in bad)
-    if skipped:
-        logger.warning("%s: skipped %d bad samples: %s", split_name, sum(skipped.values()), dict(skipped))
-    if len(bad) == len(dataset):
-        raise ValueError(f"The {split_name} split has no usable sample.")
-    keep = np.setdiff1d(np.arange(len(dataset)), np.asarray(bad, dtype=np.int64))
-    labels = np.asarray(checked.select_columns("_q2l_labels").with_format("numpy")["_q2l_labels"], dtype=np.float32)
-    labels = labels.reshape(len(dataset), len(encoder.names))[keep]
-    if bad:
-        dataset = dataset.select(keep)
-    return PreparedSplit(dataset, labels, dict(skipped))

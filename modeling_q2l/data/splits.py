@@ -5,14 +5,21 @@ splits: used by training, evaluation and prediction alike.
   held out. `load_streaming_splits` does the same for `--streaming`.
 - `load_split(data_args, name)`: one named split (evaluation, prediction, the extra splits of the final report).
 - `SplitPreparer.for_dataset(data_args, dataset)`: the label column and format, detected once, and `prepare(dataset,
-  name)` that checks every sample of a split with them.
+  name)` that checks every sample of a split with them (`prepare_split`).
+
+Bad samples (unreadable or truncated images, ids out of range, unknown names, empty label lists) stop the run
+with an error naming the sample, unless `skip_bad_samples` is set: then they are dropped, counted and reported.
+Reading the stored data itself is `data.loading`.
 """
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
-from .labels import LabelEncoder, detect_label_format, parse_label_names, resolve_label_column
-from .loading import PreparedSplit, load_coco_instances, load_raw_datasets, prepare_split
+import numpy as np
+
+from .labels import BadSampleError, LabelEncoder, detect_label_format, parse_label_names, resolve_label_column
+from .loading import load_coco_instances, load_raw_datasets, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +181,110 @@ def load_extra_splits(data_args: DatasetSpec) -> dict:
         raise ValueError("--extra_eval_split_names needs a dataset read from disk (a Hub id or folder without --streaming, not COCO files).")
     raw = _raw_splits(data_args)
     return {name: _first(_named_split(raw, data_args, name), data_args.max_eval_samples) for name in names}
+
+
+@dataclass
+class PreparedSplit:
+    """A split ready for training: the dataset (bad samples removed), its multi-hot labels and what was skipped."""
+
+    dataset: object
+    labels: np.ndarray  # (num_samples, num_labels)
+    skipped: dict  # reason -> count
+
+
+def check_sample(encoder: LabelEncoder, raw_labels, raw_image, verify_images: bool = True):
+    """(multi-hot vector, None, None) for a usable sample, else (None, the error message, the reason to count)."""
+    try:
+        vector = encoder(raw_labels)
+    except BadSampleError as error:
+        return None, str(error), error.reason
+    except (TypeError, ValueError, KeyError) as error:  # e.g. a label that is not an id
+        return None, f"{type(error).__name__}: {error}", "invalid labels"
+    if verify_images:
+        try:
+            open_image(raw_image)
+        except (OSError, ValueError, SyntaxError) as error:  # what PIL raises on unreadable or truncated files
+            return None, f"unreadable image ({error})", "unreadable image"
+    return vector, None, None
+
+
+class _BatchChecker:
+    """`datasets.map` function (batched): each sample's multi-hot vector, or why it cannot be used. A class, not a
+    closure, so that `num_proc` workers can pickle it and `datasets` can fingerprint it for its cache."""
+
+    def __init__(self, encoder: LabelEncoder, image_column: str, label_column: str, verify_images: bool):
+        self.encoder, self.image_column, self.label_column = encoder, image_column, label_column
+        self.verify_images = verify_images
+
+    def __call__(self, batch: dict) -> dict:
+        width = len(self.encoder.names)
+        vectors, problems, reasons = [], [], []
+        for raw_labels, raw_image in zip(batch[self.label_column], batch[self.image_column]):
+            vector, problem, reason = check_sample(self.encoder, raw_labels, raw_image, self.verify_images)
+            vectors.append(vector.tolist() if vector is not None else [0.0] * width)
+            problems.append(problem)
+            reasons.append(reason)
+        return {"_q2l_labels": vectors, "_q2l_problem": problems, "_q2l_reason": reasons}
+
+
+def prepare_split(
+    dataset,
+    encoder: LabelEncoder,
+    image_column: str,
+    label_column: str,
+    skip_bad_samples: bool = False,
+    verify_images: bool = True,
+    split_name: str = "train",
+    num_proc: int | None = None,
+) -> PreparedSplit:
+    """Encode every sample's labels and (optionally) check that its image decodes.
+
+    Runs through `datasets.map`: `num_proc` processes, a progress bar, and for datasets read from files a cache, so a
+    second run over the same data skips the work. A bad sample raises `BadSampleError` naming it, or with
+    `skip_bad_samples` is dropped and counted.
+    """
+    from datasets import Image as ImageFeature
+    from datasets import List, Value
+
+    if image_column not in dataset.features:
+        raise ValueError(
+            f"No column {image_column!r} in the {split_name} split (columns: {list(dataset.features)}); pass "
+            "--image_column_name."
+        )
+    raw = dataset.cast_column(image_column, ImageFeature(decode=False))
+    features = raw.features.copy()
+    features.update(
+        {"_q2l_labels": List(Value("float32")), "_q2l_problem": Value("string"), "_q2l_reason": Value("string")}
+    )
+    checked = raw.map(
+        _BatchChecker(encoder, image_column, label_column, verify_images),
+        batched=True,
+        batch_size=256,
+        num_proc=num_proc if num_proc and num_proc > 1 and len(raw) >= 2 * num_proc else None,
+        features=features,
+        desc=f"Checking the {split_name} split" + (" (labels and images)" if verify_images else " (labels)"),
+    )
+    problems = checked["_q2l_problem"]
+    bad = [index for index, problem in enumerate(problems) if problem is not None]
+    if bad and not skip_bad_samples:
+        index = bad[0]
+        path = raw[index][image_column].get("path") if isinstance(raw[index][image_column], dict) else None
+        raise BadSampleError(
+            f"{split_name} sample {index}" + (f" ({path})" if path else "") + f": {problems[index]}. Fix the data, or "
+            "pass --skip_bad_samples to drop such samples (they are counted and reported)."
+            + (f" {len(bad) - 1} more samples are bad." if len(bad) > 1 else "")
+        )
+    skipped = Counter(checked["_q2l_reason"][index] for index in bad)
+    if skipped:
+        logger.warning("%s: skipped %d bad samples: %s", split_name, sum(skipped.values()), dict(skipped))
+    if len(bad) == len(dataset):
+        raise ValueError(f"The {split_name} split has no usable sample.")
+    keep = np.setdiff1d(np.arange(len(dataset)), np.asarray(bad, dtype=np.int64))
+    labels = np.asarray(checked.select_columns("_q2l_labels").with_format("numpy")["_q2l_labels"], dtype=np.float32)
+    labels = labels.reshape(len(dataset), len(encoder.names))[keep]
+    if bad:
+        dataset = dataset.select(keep)
+    return PreparedSplit(dataset, labels, dict(skipped))
 
 
 @dataclass

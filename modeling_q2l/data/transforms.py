@@ -11,7 +11,8 @@ from collections import Counter
 
 import torch
 
-from .loading import PreparedSplit, open_image, to_rgb
+from .loading import open_image, to_rgb
+from .splits import PreparedSplit, check_sample
 
 
 def training_augmentation(
@@ -189,7 +190,6 @@ class StreamingMultiLabelDataset(torch.utils.data.IterableDataset):
         from datasets.distributed import split_dataset_by_node
 
         from .labels import BadSampleError
-        from .loading import check_sample
 
         self.stream.set_epoch(self.epoch)
         stream, worker = self.stream, torch.utils.data.get_worker_info()

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.loading import PreparedSplit
-from ..data.splits import SplitPreparer
+from ..data.splits import PreparedSplit, SplitPreparer
 from ..extras import MissingExtraError, require
 from .report import EvaluationReport, labels_in_model_order, report_for_split
 from .thresholds import fit_label_thresholds

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.labels import LabelEncoder, object_category_key
-from ..data.loading import PreparedSplit
+from ..data.splits import PreparedSplit
 from .metrics import average_precision_per_label, multilabel_metrics
 
 logger = logging.getLogger(__name__)

@@ -12,12 +12,8 @@ from PIL import Image
 
 from modeling_q2l import Query2LabelImageProcessor
 from modeling_q2l.data.labels import BadSampleError, detect_label_format
-from modeling_q2l.data.loading import (
-    load_coco_instances,
-    open_image,
-    prepare_split,
-    to_rgb,
-)
+from modeling_q2l.data.loading import load_coco_instances, open_image, to_rgb
+from modeling_q2l.data.splits import prepare_split
 from modeling_q2l.data.transforms import MultiLabelImageDataset, training_augmentation
 
 NAMES = ["cat", "dog", "car"]

@@ -5,7 +5,7 @@ from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, Seque
 from PIL import Image
 
 from modeling_q2l.data.labels import LabelEncoder
-from modeling_q2l.data.loading import PreparedSplit
+from modeling_q2l.data.splits import PreparedSplit
 from modeling_q2l.mosaics.object_recomposition import ObjectRecomposition
 from modeling_q2l.data.transforms import MultiLabelImageDataset
 
