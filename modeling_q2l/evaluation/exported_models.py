@@ -50,7 +50,7 @@ class OnnxClassifier(torch.nn.Module):
 
 class CompiledInt8Classifier(nn.Module):
     """A `model.int8.pt2` with the classifier's interface (`model(pixel_values=...).logits`, the folder's config).
-    It runs on the CPU, float32 at its ends, compiled by Inductor on its first call (oneDNN's int8 kernels take the
+    It runs on the CPU, float32 at its ends, compiled by Inductor at the first call of each batch size (oneDNN's int8 kernels take the
     place of the quantize / dequantize pairs only in the compiled graph: uncompiled it would run in float32)."""
 
     def __init__(self, path, config):
@@ -60,7 +60,9 @@ class CompiledInt8Classifier(nn.Module):
 
         self.path = Path(path)
         self.program = torch.export.load(str(path)).module()
-        self.compiled = torch.compile(self.program)
+        # a graph per batch size: oneDNN's int8 kernels for a free batch size ran 1.5x slower at batch 4 without
+        # AMX (BENCHMARKS.md); a prediction run meets two sizes, its batch and the last one
+        self.compiled = torch.compile(self.program, dynamic=False)
         self.config = config
         self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # where and in what it runs, to callers
 
@@ -80,10 +82,7 @@ class CompiledInt8Classifier(nn.Module):
         with torch.no_grad(), inductor.patch(freezing=True), warnings.catch_warnings():  # freezing: lowers int8 to oneDNN
             # the first call compiles, and Inductor's int8 lowering warns about its own tensor copies: not the user's
             warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning, r"torch\._inductor\.")
-            pixels = pixel_values.float().cpu()
-            if len(pixels) > 1:  # one compiled graph for every batch size above 1 (a size-1 batch is its own)
-                torch._dynamo.maybe_mark_dynamic(pixels, 0)
-            return SimpleNamespace(logits=self.compiled(pixels))
+            return SimpleNamespace(logits=self.compiled(pixel_values.float().cpu()))
 
 
 INT8_CLASSIFIERS = {INT8_ONNX_FILE: OnnxClassifier, INT8_PT2_FILE: CompiledInt8Classifier}
