@@ -273,7 +273,8 @@ def int8_contender(model, calibration_images: int, backend: str = "onnxruntime")
     import numpy as np
 
     from ..evaluation.exported_models import CompiledInt8Classifier, OnnxClassifier
-    from ..export.quantize import DEFAULT_KEEP_FLOAT, quantize_onnx
+    from ..export.layer_groups import DEFAULT_KEEP_FLOAT
+    from ..export.quantize import quantize_onnx
 
     scratch = Path(tempfile.mkdtemp(prefix="q2l-int8-"))
     size = model.config.image_size

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser
 
 from ..data.splits import DatasetSpec
-from ..export.quantize import DEFAULT_KEEP_FLOAT
+from ..export.layer_groups import DEFAULT_KEEP_FLOAT
 from ..mosaics.layouts import HELD_OUT_LAYOUTS
 from ..training.options import ModelOptions, TrainingOptions
 from ..zoo.recipes import choose_recipe

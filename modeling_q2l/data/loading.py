@@ -8,7 +8,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from ..model.image_processing_query2label import to_rgb_input

@@ -2,8 +2,8 @@
 by the PT2E flow with torchao's x86 Inductor quantizer (per-channel int8 weights, uint8 activations, calibrated on
 training images) and saved as an ExportedProgram, `model.int8.pt2`, beside the weights.
 
-The file holds a graph, not machine code: the process that runs it compiles it with Inductor on its first batch
-(a minute or two for Q2L-R101-448 on two cores), and oneDNN's int8 kernels then use what that CPU has (AMX, AVX-512
+The file holds a graph, not machine code: the process that runs it compiles it with Inductor at the first batch of
+each size (35 to 80 s for Q2L-R101-448 on two cores), and oneDNN's int8 kernels then use what that CPU has (AMX, AVX-512
 VNNI, AVX2), so one file serves every x86 CPU. The quantizer takes convolutions and linear layers; normalisation,
 softmax, the attention products and the per-label classifier stay in float32.
 """
@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from ..extras import require
+from .layer_groups import LAYER_GROUPS, unknown_groups_error
 
 logger = logging.getLogger(__name__)
+
 
 class _Logits(nn.Module):
     """The classifier as a function of pixels alone, returning logits: what `torch.export` captures."""
@@ -31,20 +33,20 @@ class _Logits(nn.Module):
 
 
 def module_groups(model: nn.Module) -> dict[str, list[str]]:
-    """{layer group (`export.quantize.LAYER_GROUPS`): names of the model's modules in it}, as the quantizer sees them
+    """{layer group (`export.layer_groups`): names of the model's modules in it}, as the quantizer sees them
     (inside `_Logits`). `attention_products` is empty: this quantizer leaves the products inside attention in float32."""
-    groups = {"first_convolution": [], "depthwise_convolutions": [], "backbone": [], "input_projection": [], "attention_products": [], "transformer": []}  # fmt: skip
+    groups = {group: [] for group in LAYER_GROUPS}
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
             continue
         scoped = f"model.{name}"
         if "input_projection" in name:
             groups["input_projection"].append(scoped)
-        elif ".backbone." in f".{name}" and isinstance(module, nn.Conv2d):
-            if not groups["first_convolution"]:
-                groups["first_convolution"].append(scoped)
+        elif ".backbone." in f".{name}":  # a transformer backbone's linear layers too
             groups["backbone"].append(scoped)
-            if module.groups > 1:
+            if isinstance(module, nn.Conv2d) and not groups["first_convolution"]:
+                groups["first_convolution"].append(scoped)
+            if isinstance(module, nn.Conv2d) and module.groups > 1:
                 groups["depthwise_convolutions"].append(scoped)
         elif ".encoder." in name or ".decoder." in name:
             groups["transformer"].append(scoped)
@@ -70,10 +72,9 @@ def quantize_pt2e(model: nn.Module, calibration: list, keep_float=("first_convol
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
+    if error := unknown_groups_error(keep_float):
+        raise error
     groups = module_groups(model)
-    unknown = sorted(set(keep_float) - set(groups))
-    if unknown:
-        raise ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(groups)}.")
     batches = [torch.as_tensor(batch, dtype=torch.float32) for batch in calibration]
     if not batches:
         raise ValueError("int8 calibration needs at least one batch of images (--num_calibration).")

@@ -8,16 +8,7 @@ weights and measured against float32 on the evaluation split, by one of two back
   it (a minute or two at its first batch), then faster on CPUs with VNNI or AMX and the one int8 path measured on
   AVX2-only CPUs (BENCHMARKS.md).
 
-Only the arithmetic-heavy operators (convolutions and matrix products) are quantized; normalisation, softmax,
-activations and the per-label classifier stay in float32. Which of the quantized layer groups must stay in float32
-to keep the answers is the caller's choice (`keep_float`), measured, not guessed (`BENCHMARKS.md`):
-
-- `first_convolution`: the backbone's first convolution (it sees the raw pixels);
-- `depthwise_convolutions`: the backbone's depthwise (grouped) convolutions, whose per-channel ranges differ most;
-- `backbone`: every convolution of the backbone (the head alone is quantized);
-- `input_projection`: the 1x1 convolution from the backbone's channels to the transformer's;
-- `attention_products`: the products inside attention (queries x keys, weights x values; `pytorch` always keeps them);
-- `transformer`: every projection and feed-forward layer of the encoder and decoder.
+The layer groups that can stay in float32 are `export.layer_groups`.
 """
 
 import json
@@ -32,14 +23,12 @@ from ..data.transforms import MultiLabelImageDataset, collate_multilabel
 from ..evaluation.exported_models import INT8_FILES, QUANTIZATION_RECORD
 from ..evaluation.precision import compare_precisions, precision_table
 from ..extras import require
+from .layer_groups import LAYER_GROUPS, unknown_groups_error
 from .onnx import ONNX_FILE, export_saved_model
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = tuple(INT8_FILES)
-LAYER_GROUPS = ("first_convolution", "depthwise_convolutions", "backbone", "input_projection", "attention_products", "transformer")
-# kept in float32 unless asked otherwise: what the main job's model needs to keep mAP within 0.6 points (BENCHMARKS.md)
-DEFAULT_KEEP_FLOAT = ("first_convolution", "depthwise_convolutions")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPERATORS = ["Conv", "MatMul", "Gemm"]
 
@@ -62,9 +51,9 @@ def layer_groups(onnx_path) -> dict[str, list[str]]:
         scope = _scope(node)
         if "input_projection" in scope:
             groups["input_projection"].append(node.name)
-        elif node.op_type == "Conv" and "backbone" in scope:
+        elif "backbone" in scope:  # a transformer backbone's products too
             groups["backbone"].append(node.name)
-            if any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute):
+            if node.op_type == "Conv" and any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute):
                 groups["depthwise_convolutions"].append(node.name)
         elif "scaled_dot_product_attention" in scope or "eager_attention" in scope:
             groups["attention_products"].append(node.name)
@@ -80,9 +69,8 @@ def quantize_onnx(onnx_path, output_path, calibration: list[np.ndarray], keep_fl
     require("onnxruntime", "int8 quantization")
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    unknown = sorted(set(keep_float) - set(LAYER_GROUPS))
-    if unknown:
-        raise ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)}.")
+    if error := unknown_groups_error(keep_float):
+        raise error
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"--calibration_method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}.")
     groups = layer_groups(onnx_path)
@@ -134,9 +122,8 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
     if args.backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}.")
     keep_float = [group for group in args.keep_float if group != "none"]
-    unknown = sorted(set(keep_float) - set(LAYER_GROUPS))
-    if unknown:
-        raise ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)}.")
+    if error := unknown_groups_error(keep_float):
+        raise error
     calibration = calibration_batches(folder, data_args, args.num_calibration)
     output = Path(args.output) if args.output else folder / INT8_FILES[args.backend]
     if args.backend == "pytorch":
