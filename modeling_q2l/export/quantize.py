@@ -124,6 +124,8 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
     keep_float = [group for group in args.keep_float if group != "none"]
     if error := unknown_groups_error(keep_float):
         raise error
+    # before any work: the backend's package
+    require(*{"pytorch": ("torchao", "int8 quantization with --backend pytorch"), "onnxruntime": ("onnxruntime", "int8 quantization")}[args.backend])
     calibration = calibration_batches(folder, data_args, args.num_calibration)
     output = Path(args.output) if args.output else folder / INT8_FILES[args.backend]
     if args.backend == "pytorch":
