@@ -26,7 +26,7 @@ def inference_dtype_field():
     return field(
         default="float32",
         metadata={
-            "help": "float32; bfloat16 (3 to 4 times as fast at Q2L-R101-448 on a CPU with AMX, slower without; half the memory); float16; or int8 (the folder's model.int8.onnx from scripts/quantize.py, run by ONNX Runtime).",
+            "help": "float32; bfloat16 (3 to 4 times as fast at Q2L-R101-448 on a CPU with AMX, slower without; half the memory); float16; or int8 (the folder's int8 model that scripts/quantize.py wrote last: model.int8.onnx run by ONNX Runtime, or model.int8.pt2 compiled by PyTorch at the first batch of each size).",
             "choices": ["float32", "bfloat16", "float16", "int8"],
         },
     )
@@ -173,7 +173,7 @@ class QuantizeArguments:
     backend: str = field(
         default="onnxruntime",
         metadata={
-            "help": "onnxruntime: model.int8.onnx, loads at once; pytorch: model.int8.pt2 (needs torchao), compiled by PyTorch at its first batch (a minute or two), then faster on CPUs with VNNI or AMX, and the path measured on AVX2-only CPUs (BENCHMARKS.md).",
+            "help": "onnxruntime: model.int8.onnx, loads at once; pytorch: model.int8.pt2 (needs torchao), compiled by the process that runs it at the first batch of each size (about a minute on two cores), then faster on CPUs with VNNI or AMX, and the path measured on AVX2-only CPUs (BENCHMARKS.md).",
             "choices": ["onnxruntime", "pytorch"],
         },
     )
@@ -183,7 +183,7 @@ class QuantizeArguments:
         metadata={"help": "Layer groups kept in float32: first_convolution, depthwise_convolutions, backbone, input_projection, attention_products, transformer, or none."},
     )
     calibration_method: str = field(default="minmax", metadata={"help": "How activation ranges are calibrated with --backend onnxruntime: minmax, percentile or entropy."})
-    reduce_range: bool = field(default=True, metadata={"help": "--backend pytorch: 7-bit activations, which CPUs without VNNI (AVX2 only) need to keep the answers."})
+    reduce_range: bool = field(default=True, metadata={"help": "--backend pytorch: 7-bit activations, which CPUs without VNNI (AVX2 only) need to keep the answers; a model that will only run on CPUs with VNNI or AMX keeps them slightly better with --reduce_range false."})
     output: str | None = field(default=None, metadata={"help": "Where to write the int8 model (default: the backend's model.int8.onnx or model.int8.pt2 in the folder)."})
     evaluate: bool = field(default=True, metadata={"help": "Compare float32 and int8 on the evaluation split (and --extra_eval_split_names)."})
 

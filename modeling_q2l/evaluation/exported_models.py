@@ -4,6 +4,7 @@ evaluation and the app take it through `load_classifier(folder, dtype="int8")`: 
 (also any float32 ONNX export), or `model.int8.pt2` compiled by PyTorch's Inductor."""
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,8 @@ INT8_ONNX_FILE = "model.int8.onnx"
 INT8_PT2_FILE = "model.int8.pt2"
 INT8_FILES = {"onnxruntime": INT8_ONNX_FILE, "pytorch": INT8_PT2_FILE}
 QUANTIZATION_RECORD = "quantization.json"  # what scripts/quantize.py made last, and how it measured
+
+logger = logging.getLogger(__name__)
 
 
 def onnx_session(path, threads: int | None = None):
@@ -63,6 +66,7 @@ class CompiledInt8Classifier(nn.Module):
         # a graph per batch size: oneDNN's int8 kernels for a free batch size ran 1.5x slower at batch 4 without
         # AMX (BENCHMARKS.md); a prediction run meets two sizes, its batch and the last one
         self.compiled = torch.compile(self.program, dynamic=False)
+        self.compiled_batch_sizes = set()
         self.config = config
         self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # where and in what it runs, to callers
 
@@ -79,10 +83,19 @@ class CompiledInt8Classifier(nn.Module):
     def forward(self, pixel_values: torch.Tensor, **unused) -> SimpleNamespace:
         from torch._inductor import config as inductor
 
-        with torch.no_grad(), inductor.patch(freezing=True), warnings.catch_warnings():  # freezing: lowers int8 to oneDNN
-            # the first call compiles, and Inductor's int8 lowering warns about its own tensor copies: not the user's
-            warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning, r"torch\._inductor\.")
-            return SimpleNamespace(logits=self.compiled(pixel_values.float().cpu()))
+        if len(pixel_values) not in self.compiled_batch_sizes:
+            self.compiled_batch_sizes.add(len(pixel_values))
+            logger.warning("Compiling %s for batches of %d: once per batch size and process (about a minute on two cores; Inductor's cache shortens it in later processes).", self.path.name, len(pixel_values))
+        # freezing: the pass that lowers int8 to oneDNN. Compiling, Inductor warns about its own tensor copies and
+        # looks for CUDA: neither is the user's business
+        quiet_cpp_extension = logging.getLogger("torch.utils.cpp_extension")
+        level, quiet_cpp_extension.level = quiet_cpp_extension.level, logging.ERROR
+        try:
+            with torch.no_grad(), inductor.patch(freezing=True), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "To copy construct from a tensor", UserWarning, r"torch\._inductor\.")
+                return SimpleNamespace(logits=self.compiled(pixel_values.float().cpu()))
+        finally:
+            quiet_cpp_extension.level = level
 
 
 INT8_CLASSIFIERS = {INT8_ONNX_FILE: OnnxClassifier, INT8_PT2_FILE: CompiledInt8Classifier}

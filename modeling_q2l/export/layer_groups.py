@@ -20,4 +20,4 @@ DEFAULT_KEEP_FLOAT = ("first_convolution", "depthwise_convolutions")
 
 def unknown_groups_error(keep_float) -> ValueError | None:
     unknown = sorted(set(keep_float) - set(LAYER_GROUPS))
-    return ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)}.") if unknown else None
+    return ValueError(f"--keep_float: unknown layer groups {unknown}; the groups are {', '.join(LAYER_GROUPS)} (or none).") if unknown else None

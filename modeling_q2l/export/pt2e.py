@@ -1,6 +1,6 @@
 """int8 by PyTorch itself (`scripts/quantize.py --backend pytorch`): the model captured with `torch.export`, quantized
-by the PT2E flow with torchao's x86 Inductor quantizer (per-channel int8 weights, uint8 activations, calibrated on
-training images) and saved as an ExportedProgram, `model.int8.pt2`, beside the weights.
+by the PT2E flow with torchao's x86 Inductor quantizer (per-channel int8 weights, uint8 activations whose ranges a
+histogram of training images' activations chooses) and saved as an ExportedProgram, `model.int8.pt2`, beside the weights.
 
 The file holds a graph, not machine code: the process that runs it compiles it with Inductor at the first batch of
 each size (35 to 80 s for Q2L-R101-448 on two cores), and oneDNN's int8 kernels then use what that CPU has (AMX, AVX-512

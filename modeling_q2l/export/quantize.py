@@ -134,7 +134,7 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
         _quantize_with_onnxruntime(folder, output, calibration, keep_float, args.calibration_method)
     result = {
         "int8_model": str(output), "backend": args.backend, "calibration_images": sum(len(batch) for batch in calibration),
-        "keep_float": keep_float, "calibration_method": args.calibration_method if args.backend == "onnxruntime" else "minmax",
+        "keep_float": keep_float, "calibration_method": args.calibration_method if args.backend == "onnxruntime" else "histogram",
         "reduce_range": args.reduce_range if args.backend == "pytorch" else None, "measured": {},
     }  # fmt: skip
     (output.parent / QUANTIZATION_RECORD).write_text(json.dumps(result, indent=2))

@@ -35,6 +35,7 @@ def test_one_command_writes_the_pt2_model_and_its_measured_answers(quantized):
     assert (folder / "model.int8.pt2").is_file() and not (folder / "model.onnx").exists()
     record = json.loads((folder / "quantization.json").read_text())
     assert record["backend"] == "pytorch" and record["keep_float"] == KEPT and record["reduce_range"] is True
+    assert record["calibration_method"] == "histogram"  # torchao's x86 quantizer's observer for static int8
     rows = record["measured"]["validation"]
     assert rows["float32"]["decisions_unchanged"] == 1.0
     assert abs(rows["int8"]["mAP"] - rows["float32"]["mAP"]) < 0.05 and rows["int8"]["decisions_unchanged"] > 0.9
@@ -62,7 +63,7 @@ def test_convolutions_and_linear_layers_are_int8_except_the_groups_kept_in_float
         assert layers[name] is True, name
 
 
-def test_prediction_and_evaluation_take_the_pt2_model_at_any_batch_size(quantized, capsys, tmp_path):
+def test_prediction_and_evaluation_take_the_pt2_model_at_any_batch_size(quantized, capsys, caplog, tmp_path):
     from helpers import validation_images
 
     from modeling_q2l.cli.commands import evaluate, predict
@@ -77,8 +78,11 @@ def test_prediction_and_evaluation_take_the_pt2_model_at_any_batch_size(quantize
     pixels = processor(images=images, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         expected = reference(pixel_values=pixels).logits
-    for batch in (pixels[:1], pixels):  # the exported batch size is free: 1 and 3 both run
+    for batch in (pixels[:1], pixels, pixels):  # the exported batch size is free: 1 and 3 both run
         assert (model(pixel_values=batch).logits - expected[: len(batch)]).abs().max() < 0.25
+    # the wait of each new batch size is announced, once
+    compiling = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Compiling model.int8.pt2")]
+    assert compiling == ["Compiling model.int8.pt2 for batches of 1: once per batch size and process (about a minute on two cores; Inductor's cache shortens it in later processes).", "Compiling model.int8.pt2 for batches of 3: once per batch size and process (about a minute on two cores; Inductor's cache shortens it in later processes)."]
     images[0].save(tmp_path / "image.png")
     assert predict(["--model", str(folder), "--dtype", "int8", "--threshold", "0", str(tmp_path / "image.png")]) == 0
     (answer,) = json.loads(capsys.readouterr().out)
