@@ -403,7 +403,9 @@ def parse_training_arguments(argv=None, defaults: dict | None = None, default_da
 def parse_with_inputs(dataclass_types, argv=None, inputs_required: bool = True):
     """Options into `dataclass_types` (HfArgumentParser) and the image files and folders given after them; an unknown
     option, or no input where one is required, stops with a message saying so."""
-    args_and_inputs = HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    usage = "%(prog)s [options] IMAGE_OR_FOLDER [IMAGE_OR_FOLDER ...]" + ("" if inputs_required else "  (or, with no image, --dataset_name: a dataset's split)")
+    parser = HfArgumentParser(dataclass_types, usage=usage)
+    args_and_inputs = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     *args, inputs = args_and_inputs
     unknown_options = [value for value in inputs if value.startswith("--")]
     if unknown_options:

@@ -122,6 +122,8 @@ def test_every_scripts_help_works(script, monkeypatch, capsys):
         runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert stopped.value.code == 0 and out.startswith("usage:") and "--" in out.split("options:", 1)[1]
+    if script.name in ("predict.py", "visualize_attention.py"):  # the images come after the options: the usage says so
+        assert "[options] IMAGE_OR_FOLDER [IMAGE_OR_FOLDER ...]" in out.splitlines()[0]
 
 
 def test_the_training_help_lists_the_recipes_and_every_variant(monkeypatch, capsys):
