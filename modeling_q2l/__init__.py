@@ -15,6 +15,10 @@ Importing the package registers the Query2Label classes with the transformers Au
 `save_pretrained` writes an `auto_map` and copies the model folder's files next to the weights.
 """
 
+from .extras import quiet_optional_package_notices
+
+quiet_optional_package_notices()  # before transformers imports the optional packages
+
 from transformers import (
     AutoConfig,
     AutoImageProcessor,

@@ -5,6 +5,7 @@ message names the extra; the command-line entry points print that line and exit 
 """
 
 import importlib
+import logging
 
 # module -> the extra of setup.py that installs it
 EXTRA_OF_MODULE = {
@@ -39,3 +40,19 @@ def require(module: str, feature: str):
         if error.name is not None and error.name.split(".")[0] != module.split(".")[0]:
             raise  # the package is there but something it needs is missing: let that error speak
         raise MissingExtraError(missing_extra_message(module, feature)) from None
+
+
+class _TorchaoRegistrationNotice(logging.Filter):
+    """torchao registers its enums with torch's pytree in a way torch 2.14 deprecates, and transformers imports
+    torchao whenever it is installed (the `int8` extra): every command would start with two lines of that, about
+    neither the user's code nor ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is an Enum subclass and is now natively supported by torch.compile" not in record.getMessage()
+
+
+def quiet_optional_package_notices() -> None:
+    """Drop the notices optional packages print at import that concern no user (`_TorchaoRegistrationNotice`)."""
+    pytree = logging.getLogger("torch.utils._pytree")
+    if not any(isinstance(existing, _TorchaoRegistrationNotice) for existing in pytree.filters):
+        pytree.addFilter(_TorchaoRegistrationNotice())

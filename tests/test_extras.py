@@ -75,3 +75,18 @@ def test_each_onnx_package_is_named_with_the_onnx_extra(module, monkeypatch, tmp
             onnx_session(tmp_path / "model.onnx")
         else:
             export_onnx(Query2LabelForMultiLabelClassification(tiny_config()), tmp_path / "model.onnx", 64)
+
+
+@pytest.mark.slow  # launches a Python process
+def test_a_command_starts_without_torchaos_registration_notices():
+    """With the `int8` extra installed, transformers imports torchao, whose enum registration torch 2.14 reports as
+    deprecated on stderr: a command's output is the user's, so importing the package drops that notice (and only
+    that one) before transformers is imported."""
+    code = (
+        "import logging, modeling_q2l, transformers.quantizers\n"
+        "logging.getLogger('torch.utils._pytree').warning('%s is an Enum subclass and is now natively supported by torch.compile as an opaque value type.', 'X')\n"
+        "logging.getLogger('torch.utils._pytree').warning('another pytree notice')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Enum subclass" not in result.stderr and "another pytree notice" in result.stderr
