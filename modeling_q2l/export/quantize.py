@@ -5,7 +5,7 @@ weights and measured against float32 on the evaluation split, by one of two back
 - `onnxruntime` (the default): the model's ONNX export quantized by ONNX Runtime (QDQ), `model.int8.onnx`; loads in
   a moment, runs wherever ONNX Runtime does;
 - `pytorch`: PyTorch's PT2E flow (`export.pt2e`), `model.int8.pt2`; compiled by Inductor in the process that runs
-  it (a minute or two at its first batch), then faster on CPUs with VNNI or AMX and the one int8 path measured on
+  it (about a minute at the first batch of each size), then faster on CPUs with VNNI or AMX and the one int8 path measured on
   AVX2-only CPUs (BENCHMARKS.md).
 
 The layer groups that can stay in float32 are `export.layer_groups`.
