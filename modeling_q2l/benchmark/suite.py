@@ -272,7 +272,7 @@ def int8_contender(model, calibration_images: int, backend: str = "onnxruntime")
 
     import numpy as np
 
-    from ..evaluation.exported_models import CompiledInt8Classifier, OnnxClassifier
+    from ..evaluation.exported_models import INT8_ONNX_FILE, INT8_PT2_FILE, CompiledInt8Classifier, OnnxClassifier
     from ..export.layer_groups import DEFAULT_KEEP_FLOAT
     from ..export.quantize import quantize_onnx
 
@@ -284,11 +284,11 @@ def int8_contender(model, calibration_images: int, backend: str = "onnxruntime")
         from ..export.pt2e import quantize_pt2e, save_pt2e
 
         program = quantize_pt2e(model.float().eval(), calibration, DEFAULT_KEEP_FLOAT)
-        return CompiledInt8Classifier(save_pt2e(program, scratch / "model.int8.pt2"), model.config)
+        return CompiledInt8Classifier(save_pt2e(program, scratch / INT8_PT2_FILE), model.config)
     from ..export.onnx import export_onnx
 
     exported = export_onnx(model.float().eval(), scratch / "model.onnx", size)
-    return OnnxClassifier(quantize_onnx(exported, scratch / "model.int8.onnx", calibration, DEFAULT_KEEP_FLOAT), model.config)
+    return OnnxClassifier(quantize_onnx(exported, scratch / INT8_ONNX_FILE, calibration, DEFAULT_KEEP_FLOAT), model.config)
 
 
 def side_by_side(args) -> dict:

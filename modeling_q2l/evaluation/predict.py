@@ -30,7 +30,7 @@ def load_classifier(model_path: str, device: str | None = None, dtype: str = "fl
     saved folder or Hub id. bfloat16 halves the memory and, on CPUs with AMX, is 3 to 4 times as fast as float32 at
     Q2L-R101-448 (BENCHMARKS.md); without AMX it is likely slower, and a log line says so. int8 runs the folder's
     int8 model (`scripts/quantize.py`) on the CPU: `model.int8.onnx` with ONNX Runtime or `model.int8.pt2` compiled by
-    PyTorch on its first batch."""
+    PyTorch at the first batch of each size."""
     import torch
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 

@@ -128,15 +128,21 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
     require(*{"pytorch": ("torchao", "int8 quantization with --backend pytorch"), "onnxruntime": ("onnxruntime", "int8 quantization")}[args.backend])
     calibration = calibration_batches(folder, data_args, args.num_calibration)
     output = Path(args.output) if args.output else folder / INT8_FILES[args.backend]
-    if args.backend == "pytorch":
-        _quantize_with_pytorch(folder, output, calibration, keep_float, args.reduce_range)
-    else:
-        _quantize_with_onnxruntime(folder, output, calibration, keep_float, args.calibration_method)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # the int8 file whole or not at all if the process is killed; scratch files a backend writes beside it go too
+    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
+        written = Path(scratch) / output.name
+        if args.backend == "pytorch":
+            _quantize_with_pytorch(folder, written, calibration, keep_float, args.reduce_range)
+        else:
+            _quantize_with_onnxruntime(folder, written, calibration, keep_float, args.calibration_method)
+        written.replace(output)
     result = {
         "int8_model": str(output), "backend": args.backend, "calibration_images": sum(len(batch) for batch in calibration),
         "keep_float": keep_float, "calibration_method": args.calibration_method if args.backend == "onnxruntime" else "histogram",
         "reduce_range": args.reduce_range if args.backend == "pytorch" else None, "measured": {},
     }  # fmt: skip
+    # recorded before the evaluation too: `--dtype int8`, which the evaluation loads with, reads which file is new here
     (output.parent / QUANTIZATION_RECORD).write_text(json.dumps(result, indent=2))
     if args.evaluate:
         if output.parent.resolve() != folder.resolve() or output.name != INT8_FILES[args.backend]:
@@ -148,22 +154,18 @@ def quantize_saved_model(args, data_args: DatasetSpec) -> dict:
     return result
 
 
-def _quantize_with_onnxruntime(folder: Path, output: Path, calibration, keep_float, method: str) -> None:
+def _quantize_with_onnxruntime(folder: Path, output: Path, calibration, keep_float, method: str) -> Path:
     float_onnx = folder / ONNX_FILE
     if not float_onnx.is_file():
         logger.info("Exporting %s to ONNX first (%s).", folder, float_onnx)
         export_saved_model(folder, float_onnx)
-    with tempfile.TemporaryDirectory() as scratch:  # ONNX Runtime writes its augmented calibration model here
-        quantize_onnx(float_onnx, Path(scratch) / output.name, calibration, keep_float, method)
-        output.write_bytes((Path(scratch) / output.name).read_bytes())
+    return quantize_onnx(float_onnx, output, calibration, keep_float, method)
 
 
-def _quantize_with_pytorch(folder: Path, output: Path, calibration, keep_float, reduce_range: bool) -> None:
+def _quantize_with_pytorch(folder: Path, output: Path, calibration, keep_float, reduce_range: bool) -> Path:
     from ..model import Query2LabelForMultiLabelClassification
     from .pt2e import quantize_pt2e, save_pt2e
 
     # the package's model code, not the folder's copy: an older copy may not export with a free batch size
     model = Query2LabelForMultiLabelClassification.from_pretrained(str(folder)).eval()
-    program = quantize_pt2e(model, calibration, keep_float, reduce_range)
-    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:  # whole or not at all, if the process is killed
-        save_pt2e(program, Path(scratch) / output.name).replace(output)
+    return save_pt2e(quantize_pt2e(model, calibration, keep_float, reduce_range), output)
